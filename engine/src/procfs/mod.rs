@@ -1,0 +1,1 @@
+pub mod maps; pub mod pagemap; pub mod fds;
