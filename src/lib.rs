@@ -1,0 +1,8 @@
+//! The DMTCP-compatible commands: dmtcp_launch, dmtcp_restart, dmtcp_command,
+//! dmtcp_coordinator and dmtcp_inspect. Each binary in src/bin is a thin main over these modules.
+
+pub mod cli;
+pub mod coord_client;
+pub mod coordinator;
+pub mod inspect;
+pub mod locate;
