@@ -1,1 +1,75 @@
+//! Everything that differs per CPU, behind one interface.
+//!
+//! Each CPU module (`x86_64.rs`, and next `x86.rs`, `arm.rs`, `aarch64.rs`) exports the same
+//! names; the rest of the workspace calls only what this file re-exports and never names a CPU.
+//!
+//! Much of this runs in a signal handler, in the checkpoint thread while the others are stopped,
+//! or in the static restart loader: nothing here allocates, takes a lock or calls libc.
 #![no_std]
+
+pub mod sys;
+
+cfg_if::cfg_if! {
+    if #[cfg(target_arch = "x86_64")] {
+        #[path = "x86_64.rs"]
+        mod cpu;
+    } else {
+        compile_error!("dmtcp-arch: this CPU is not supported yet");
+    }
+}
+
+pub use cpu::{
+    get_tls, park, resume_context, restore_current_thread_tls, save_and_run,
+    spawn_restored_thread, switch_stack_and_call, KernelSigaction, CPU, DEFAULT_PAGE_SIZE,
+    RELATIVE_RELOC, RELOCS_HAVE_ADDEND, RSEQ_SIG, TLS_AUX_UNUSED, WORD_BITS,
+};
+pub use syscalls::{Errno, Sysno};
+
+/// What a restored thread needs before it jumps back into its saved context.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ThreadResume {
+    /// Stack pointer saved by `park` or `save_and_run`.
+    pub sp: usize,
+    pub tls: usize,
+    pub tls_aux: usize,
+    /// glibc's &pthread->tid: the kernel writes the new tid there and clears it at exit.
+    pub tid_address: usize,
+    pub robust_head: usize,
+    pub robust_len: usize,
+    pub rseq_addr: usize,
+    pub rseq_len: u32,
+    pub rseq_sig: u32,
+}
+
+/// rt_sigaction with the kernel's struct (sigset size 8 on every CPU we support).
+///
+/// # Safety
+/// Installing a handler changes process-wide behaviour; the handler address must be valid.
+pub unsafe fn rt_sigaction(sig: i32, new: Option<&KernelSigaction>, old: Option<&mut KernelSigaction>) -> Result<(), Errno> {
+    let new_ptr = new.map_or(0, |n| n as *const KernelSigaction as usize);
+    let old_ptr = old.map_or(0, |o| o as *mut KernelSigaction as usize);
+    syscalls::syscall4(Sysno::rt_sigaction, sig as usize, new_ptr, old_ptr, 8).map(|_| ())
+}
+
+/// rt_sigprocmask on the calling thread with a 64-bit set.
+pub fn rt_sigprocmask(how: i32, new: Option<&u64>, old: Option<&mut u64>) -> Result<(), Errno> {
+    let new_ptr = new.map_or(0, |n| n as *const u64 as usize);
+    let old_ptr = old.map_or(0, |o| o as *mut u64 as usize);
+    // SAFETY: both pointers are null or valid 8-byte sets.
+    unsafe { syscalls::syscall4(Sysno::rt_sigprocmask, how as usize, new_ptr, old_ptr, 8) }.map(|_| ())
+}
+
+impl KernelSigaction {
+    pub fn from_record(r: &dmtcp_layout::SigactionRecord) -> Self {
+        KernelSigaction { handler: r.handler as usize, flags: r.flags as usize, restorer: r.restorer as usize, mask: r.mask }
+    }
+
+    pub fn to_record(&self) -> dmtcp_layout::SigactionRecord {
+        dmtcp_layout::SigactionRecord {
+            handler: self.handler as u64,
+            flags: self.flags as u64,
+            restorer: self.restorer as u64,
+            mask: self.mask,
+        }
+    }
+}

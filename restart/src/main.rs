@@ -1,1 +1,202 @@
-#![no_std] #![no_main] #[panic_handler] fn p(_: &core::panic::PanicInfo) -> ! { loop {} }
+//! mtcp_restart: the static, libc-free restart loader.
+//!
+//! `mtcp_restart <image-fd> <fail-rc>`: the fd holds a verified raw image (dmtcp_restart checked
+//! every checksum and set up the process's files). Stage 1 relocates the loader, copies it into a
+//! hole that no area of the image uses and switches to a stack there; stage 2 (restore.rs) clears
+//! the address space, maps the image back and resumes every thread in its saved context.
+//!
+//! No libc, no allocator, no locks: everything lives on the stack or in memory mapped here.
+#![no_std]
+#![no_main]
+#![no_builtins]
+
+mod fail;
+mod mem;
+mod procmaps;
+mod reloc;
+mod restore;
+
+use dmtcp_arch::sys;
+use dmtcp_layout::{FileHeader, HEADER_SIZE};
+use fail::die;
+
+dmtcp_arch::define_loader_entry!(loader_main);
+
+#[panic_handler]
+fn panic(_: &core::panic::PanicInfo) -> ! {
+    die("internal error", 0)
+}
+
+/// Referenced by core on targets built with unwinding; never called (panic = abort).
+#[unsafe(no_mangle)]
+pub extern "C" fn rust_eh_personality() {}
+
+const AT_NULL: usize = 0;
+const AT_PHDR: usize = 3;
+const AT_PHNUM: usize = 5;
+const AT_PAGESZ: usize = 6;
+const STACK_SIZE: usize = 512 * 1024;
+const MAPS_BUF_SIZE: usize = 1 << 20;
+
+const PROT_RW: usize = 3;
+const PROT_RWX: usize = 7;
+const MAP_PRIVATE: usize = 0x02;
+const MAP_ANONYMOUS: usize = 0x20;
+const MAP_FIXED_NOREPLACE: usize = 0x100000;
+
+/// Everything stage 2 needs, stored at the start of the hole's scratch space.
+pub struct Ctx {
+    pub fd: i32,
+    pub page: usize,
+    pub header: FileHeader,
+    /// The record tables [threads_off, meta_off) of the image, copied into the hole.
+    pub tables: usize,
+    pub tables_len: usize,
+    pub hole_start: usize,
+    pub hole_len: usize,
+    pub maps_buf: usize,
+    pub maps_buf_len: usize,
+}
+
+/// Entry from `_start`, on the kernel's initial stack.
+///
+/// # Safety
+/// `sp` is the initial stack pointer laid out by the kernel (argc, argv, envp, auxv).
+unsafe extern "C" fn loader_main(sp: *const usize) -> ! {
+    // SAFETY: the kernel's initial stack layout: argc, argv[argc], NULL, envp..., NULL, auxv.
+    let (argc, argv, auxv) = unsafe {
+        let argc = *sp;
+        let argv = sp.add(1);
+        let mut p = argv.add(argc + 1);
+        while *p != 0 {
+            p = p.add(1);
+        }
+        (argc, argv, p.add(1))
+    };
+    let (mut phdr, mut phnum, mut page) = (0, 0, dmtcp_arch::DEFAULT_PAGE_SIZE);
+    let mut a = auxv;
+    loop {
+        // SAFETY: auxv is a list of (type, value) pairs ending in AT_NULL.
+        let (t, v) = unsafe { (*a, *a.add(1)) };
+        match t {
+            AT_NULL => break,
+            AT_PHDR => phdr = v,
+            AT_PHNUM => phnum = v,
+            AT_PAGESZ => page = v,
+            _ => {}
+        }
+        // SAFETY: AT_NULL not reached yet.
+        a = unsafe { a.add(2) };
+    }
+    // SAFETY: phdr/phnum come from the auxiliary vector.
+    let me = match unsafe { reloc::locate(phdr, phnum, page) } {
+        Some(me) => me,
+        None => die("cannot find own program headers", 0),
+    };
+    // SAFETY: `me` describes this executable, loaded writable where it has relocations.
+    if !unsafe { reloc::relocate(me.base, me.dynamic, None) } {
+        die("unsupported relocation in the loader", 0);
+    }
+    if argc < 3 {
+        die("usage: mtcp_restart <image-fd> <fail-rc> (run by dmtcp_restart)", 0);
+    }
+    // SAFETY: argv[1] and argv[2] are NUL-terminated strings (argc >= 3).
+    let (arg_fd, arg_rc) = unsafe { (cstr(*argv.add(1)), cstr(*argv.add(2))) };
+    if let Some(rc) = fail::parse_dec(arg_rc) {
+        fail::set_fail_rc(rc as i32);
+    }
+    let fd = match fail::parse_dec(arg_fd) {
+        Some(fd) if fd >= 0 => fd as i32,
+        _ => die("bad image fd argument", 0),
+    };
+    stage1(fd, page, me)
+}
+
+/// # Safety
+/// `p` must point at a NUL-terminated string that outlives the result.
+unsafe fn cstr<'a>(p: usize) -> &'a [u8] {
+    // SAFETY: per the contract.
+    unsafe { core::slice::from_raw_parts(p as *const u8, mem::strlen(p as *const u8)) }
+}
+
+fn round_up(v: usize, page: usize) -> usize {
+    (v + page - 1) & !(page - 1)
+}
+
+fn stage1(fd: i32, page: usize, me: reloc::SelfImage) -> ! {
+    let mut hbuf = [0u8; HEADER_SIZE];
+    if let Err(e) = sys::pread_exact(fd, &mut hbuf, 0) {
+        die("cannot read the image header", e.into_raw());
+    }
+    let header = match FileHeader::decode(&hbuf) {
+        Ok(h) => h,
+        Err(_) => die("invalid image header", 0),
+    };
+    if header.cpu() != Some(dmtcp_arch::CPU) || header.page_size as usize != page {
+        die("image is for another CPU or page size", 0);
+    }
+    let tables_len = (header.meta_off - header.threads_off) as usize;
+    let loader_len = me.end - me.start;
+    let tables_space = round_up(tables_len.max(1), page);
+    let hole_len = loader_len + STACK_SIZE + page + tables_space + MAPS_BUF_SIZE;
+
+    // Read the tables somewhere first: the hole is chosen from the image's areas.
+    // SAFETY: a fresh anonymous mapping the kernel places where nothing is.
+    let tmp = match unsafe { sys::mmap(0, tables_space, PROT_RW, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0) } {
+        Ok(a) => a,
+        Err(e) => die("cannot allocate memory for the image tables", e.into_raw()),
+    };
+    // SAFETY: tmp is a writable mapping of tables_space >= tables_len bytes.
+    if let Err(e) = unsafe { sys::pread_into(fd, tmp, tables_len, header.threads_off) } {
+        die("cannot read the image tables", e.into_raw());
+    }
+    let hole = restore::find_hole(&header, tmp, hole_len, page);
+
+    // Copy the loader and the tables into the hole, and make the copy runnable there.
+    // SAFETY: the hole is a fresh RWX mapping of hole_len bytes; the sources are mapped and
+    // readable (the loader's own segments, the tables buffer).
+    unsafe {
+        mem::memcpy(hole as *mut u8, me.start as *const u8, loader_len);
+        let tables = hole + loader_len + STACK_SIZE + page;
+        mem::memcpy(tables as *mut u8, tmp as *const u8, tables_len);
+        let _ = sys::munmap(tmp, tables_space);
+        let new_base = hole + (me.base - me.start);
+        let delta = new_base.wrapping_sub(me.base);
+        if !reloc::relocate(new_base, me.dynamic.wrapping_add(delta), Some(delta)) {
+            die("unsupported relocation in the loader", 0);
+        }
+        let maps_buf = tables + tables_space;
+        // The context lives at the top of the new stack's guard page slot.
+        let ctx_addr = hole + loader_len + STACK_SIZE;
+        let ctx = ctx_addr as *mut Ctx;
+        ctx.write(Ctx {
+            fd,
+            page,
+            header,
+            tables,
+            tables_len,
+            hole_start: hole,
+            hole_len,
+            maps_buf,
+            maps_buf_len: MAPS_BUF_SIZE,
+        });
+        let stage2: extern "C" fn(usize) -> ! = restore::stage2;
+        let stage2_moved: extern "C" fn(usize) -> ! = core::mem::transmute((stage2 as usize).wrapping_add(delta));
+        let stack_top = (hole + loader_len + STACK_SIZE) & !15;
+        dmtcp_arch::switch_stack_and_call(stack_top, stage2_moved, ctx_addr)
+    }
+}
+
+pub(crate) fn map_hole_at(addr: usize, len: usize) -> bool {
+    // SAFETY: MAP_FIXED_NOREPLACE never replaces an existing mapping.
+    match unsafe { sys::mmap(addr, len, PROT_RWX, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0) } {
+        Ok(a) if a == addr => true,
+        Ok(a) => {
+            // An old kernel took the address as a hint only.
+            // SAFETY: `a` is the mapping just made.
+            let _ = unsafe { sys::munmap(a, len) };
+            false
+        }
+        Err(_) => false,
+    }
+}
