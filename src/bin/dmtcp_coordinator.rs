@@ -1,1 +1,5 @@
-fn main() {}
+//! dmtcp_coordinator: see dmtcp_rs::coordinator.
+
+fn main() {
+    dmtcp_rs::coordinator::main()
+}
