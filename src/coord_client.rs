@@ -181,7 +181,17 @@ pub fn ensure_coordinator(
             },
         });
     }
-    let port = start_coordinator(addr.port, interval, ckpt_dir)?;
+    let port = match start_coordinator(addr.port, interval, ckpt_dir) {
+        Ok(p) => p,
+        // Several restarts racing to start the same coordinator (the restart script runs one
+        // dmtcp_restart per image): the loser joins the winner.
+        Err(e) => {
+            if mode == CoordMode::Default && answers() {
+                return Ok(addr.clone());
+            }
+            return Err(e);
+        }
+    };
     let actual = CoordAddr {
         host: addr.host.clone(),
         port,
@@ -241,6 +251,25 @@ fn start_coordinator(
     }
     if let Some(d) = ckpt_dir {
         cmd.arg("--ckptdir").arg(d);
+    }
+    // A coordinator must not load libdmtcp.so and try to join itself.
+    if let Some(pre) = std::env::var_os("LD_PRELOAD") {
+        let keep: Vec<&str> = pre
+            .to_str()
+            .unwrap_or("")
+            .split([':', ' '])
+            .filter(|e| {
+                !e.is_empty()
+                    && !Path::new(e)
+                        .file_name()
+                        .is_some_and(|n| n.to_string_lossy().starts_with("libdmtcp"))
+            })
+            .collect();
+        if keep.is_empty() {
+            cmd.env_remove("LD_PRELOAD");
+        } else {
+            cmd.env("LD_PRELOAD", keep.join(":"));
+        }
     }
     // stdout/stdin never reach our caller's pipes; stderr comes to us only until the daemon
     // detaches (it then points its stdio at /dev/null), so we can report why it failed.

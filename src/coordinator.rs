@@ -643,7 +643,10 @@ impl Shared {
             self.warn(&message);
         }
         let exit = ok && self.opts.exit_after_ckpt;
-        if round.kill_after || exit {
+        // A failed --kcheckpoint leaves the computation running: killing it would lose
+        // the work with no image to restart from.
+        let kill = (round.kill_after && ok) || exit;
+        if kill {
             self.broadcast(&mut st, &FromCoord::Kill);
         } else {
             self.broadcast(&mut st, &FromCoord::Resume);
@@ -658,7 +661,7 @@ impl Shared {
             CommandStatus::CheckpointFailed
         };
         let mut reply = self.reply(&st, status, images, message);
-        reply.running = !(round.kill_after || exit);
+        reply.running = !kill;
         (reply, exit)
     }
 
@@ -1033,7 +1036,11 @@ impl Shared {
                     }
                 }
                 _ if reply.status != CommandStatus::Success => {
-                    println!("{:?} {}", reply.status, reply.message)
+                    if reply.message.is_empty() {
+                        println!("Error: {}", status_text(reply.status));
+                    } else {
+                        println!("Error: {}: {}", status_text(reply.status), reply.message);
+                    }
                 }
                 _ => {}
             }
@@ -1043,6 +1050,17 @@ impl Shared {
                 return;
             }
         }
+    }
+}
+
+/// What a failed request means, in words (dmtcp_command and the prompt print it).
+pub fn status_text(status: CommandStatus) -> &'static str {
+    match status {
+        CommandStatus::Success => "success",
+        CommandStatus::NotRunning => "coordinator not running",
+        CommandStatus::NoPeers => "no processes are connected to the coordinator",
+        CommandStatus::CheckpointFailed => "checkpoint failed",
+        CommandStatus::Busy => "a checkpoint is already in progress",
     }
 }
 

@@ -443,6 +443,12 @@ fn checkpoint_without_peers_and_failed_checkpoint() {
     bad.expect("DoCheckpoint", |m| {
         matches!(m, FromCoord::DoCheckpoint { .. })
     });
+    // The round waits for `bad`: not running, and a second request is refused.
+    let v = json(&command(coord.port, &["-s", "--json"]));
+    assert_eq!(v["running"], false);
+    let out = command(coord.port, &["-c", "--json"]);
+    assert_eq!(out.status.code(), Some(99));
+    assert_eq!(json(&out)["command_status"], "DMT_COORD_BUSY");
     drop(bad);
     let out = bc.join().expect("dmtcp_command thread");
     assert_eq!(out.status.code(), Some(99), "{}", stdout(&out));
@@ -636,6 +642,30 @@ fn ensure_coordinator_starts_and_joins() {
         ensure_coordinator(&actual, CoordMode::New, None, None),
         Err(CoordError::AlreadyRunning { .. })
     ));
+
+    // Racing starters (one dmtcp_restart per image) all end up at the one coordinator.
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = l.local_addr().expect("addr").port();
+    drop(l);
+    let fixed = CoordAddr {
+        host: "localhost".into(),
+        port,
+    };
+    let _guard2 = DaemonGuard(port);
+    let racers: Vec<_> = (0..3)
+        .map(|_| {
+            let a = fixed.clone();
+            std::thread::spawn(move || ensure_coordinator(&a, CoordMode::Default, None, None))
+        })
+        .collect();
+    for r in racers {
+        let got = r.join().expect("racer thread").expect("ensure_coordinator");
+        assert_eq!(got, fixed);
+    }
+    assert_eq!(
+        send_command(&fixed, C::Status).expect("status").num_peers,
+        0
+    );
     assert_eq!(
         send_command(&actual, C::Quit).expect("quit").status,
         CommandStatus::Success

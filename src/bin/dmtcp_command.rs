@@ -3,8 +3,8 @@
 use clap::{ArgGroup, Parser};
 use dmtcp_engine::protocol::{Command, CommandReply, CommandStatus};
 use dmtcp_rs::cli::{die, fail_rc};
-use dmtcp_rs::coord_client::{self, CoordAddr, CoordError};
-use dmtcp_rs::coordinator::interval_text;
+use dmtcp_rs::coord_client::{self, CoordAddr};
+use dmtcp_rs::coordinator::{interval_text, status_text};
 
 const PROG: &str = "dmtcp_command";
 
@@ -250,17 +250,10 @@ fn print_text(addr: &CoordAddr, cmd: &Command, r: &CommandReply) {
 }
 
 fn failure_text(status: CommandStatus, r: &CommandReply) -> String {
-    let base = match status {
-        CommandStatus::NoPeers => "no processes are connected to the coordinator",
-        CommandStatus::Busy => "a checkpoint is already in progress",
-        CommandStatus::CheckpointFailed => "checkpoint failed",
-        CommandStatus::NotRunning => "coordinator not running",
-        CommandStatus::Success => "",
-    };
     if r.message.is_empty() {
-        base.to_string()
+        status_text(status).to_string()
     } else {
-        format!("{base}: {}", r.message)
+        format!("{}: {}", status_text(status), r.message)
     }
 }
 
@@ -281,11 +274,11 @@ fn main() {
         }
         Err(e) => {
             if args.json {
-                let status = match e {
-                    CoordError::NotRunning { .. } => CommandStatus::NotRunning,
-                    _ => CommandStatus::CheckpointFailed,
-                };
-                println!("{}", json_of(name, &addr, status, None, &cmd));
+                // Every way of failing to talk to it is, to the user, "not running".
+                println!(
+                    "{}",
+                    json_of(name, &addr, CommandStatus::NotRunning, None, &cmd)
+                );
             }
             eprintln!("{PROG}: {e}");
             std::process::exit(fail_rc());
