@@ -1080,9 +1080,11 @@ fn print_help() {
     );
 }
 
-fn stdin_is_tty() -> bool {
-    // SAFETY: isatty only inspects the descriptor.
-    unsafe { libc::isatty(0) == 1 }
+/// A terminal we own: reading a terminal from a background job (`dmtcp_coordinator &`)
+/// would stop the coordinator with SIGTTIN.
+fn stdin_is_foreground_tty() -> bool {
+    // SAFETY: isatty, tcgetpgrp and getpgrp only inspect the descriptor and our process.
+    unsafe { libc::isatty(0) == 1 && libc::tcgetpgrp(0) == libc::getpgrp() }
 }
 
 /// A daemon must not keep its starter's pipes (a test harness reading our starter's output
@@ -1188,7 +1190,7 @@ pub fn run(opts: Options) -> Result<i32, CoordinatorError> {
         })
         .collect();
     let coord_id = format!("{safe_host}-{}-{start:x}", std::process::id());
-    let interactive = !opts.daemon && stdin_is_tty();
+    let interactive = !opts.daemon && stdin_is_foreground_tty();
     let shared = Arc::new(Shared {
         state: Mutex::new(State {
             generation: 0,
