@@ -19,9 +19,8 @@ cfg_if::cfg_if! {
 }
 
 pub use cpu::{
-    get_tls, park, resume_context, restore_current_thread_tls, save_and_run,
-    spawn_restored_thread, switch_stack_and_call, KernelSigaction, CPU, DEFAULT_PAGE_SIZE,
-    RELATIVE_RELOC, RELOCS_HAVE_ADDEND, RSEQ_SIG, TLS_AUX_UNUSED, WORD_BITS,
+    get_tls, park, restore_current_thread_tls, resume_context, save_and_run, spawn_restored_thread, switch_stack_and_call, KernelSigaction, CPU,
+    DEFAULT_PAGE_SIZE, RELATIVE_RELOC, RELOCS_HAVE_ADDEND, RSEQ_SIG, TLS_AUX_UNUSED, WORD_BITS,
 };
 pub use syscalls::{Errno, Sysno};
 
@@ -65,11 +64,6 @@ impl KernelSigaction {
     }
 
     pub fn to_record(&self) -> dmtcp_layout::SigactionRecord {
-        dmtcp_layout::SigactionRecord {
-            handler: self.handler as u64,
-            flags: self.flags as u64,
-            restorer: self.restorer as u64,
-            mask: self.mask,
-        }
+        dmtcp_layout::SigactionRecord { handler: self.handler as u64, flags: self.flags as u64, restorer: self.restorer as u64, mask: self.mask }
     }
 }

@@ -24,9 +24,7 @@ pub fn tgkill(pid: u32, tid: u32, sig: i32) -> Result<(), Errno> {
 /// Wait while `*word == expected` (spurious wake-ups are the caller's loop's business).
 pub fn futex_wait(word: &core::sync::atomic::AtomicU32, expected: u32) {
     // SAFETY: `word` is a valid, aligned u32 for the duration of the call.
-    let _ = unsafe {
-        syscall4(Sysno::futex, word.as_ptr() as usize, FUTEX_WAIT_PRIVATE, expected as usize, 0)
-    };
+    let _ = unsafe { syscall4(Sysno::futex, word.as_ptr() as usize, FUTEX_WAIT_PRIVATE, expected as usize, 0) };
 }
 
 pub fn futex_wake_all(word: &core::sync::atomic::AtomicU32) {

@@ -27,7 +27,10 @@ pub enum ProtocolError {
 pub enum Command {
     /// `blocking`: reply only once every image and the restart script are written.
     /// `kill_after`: kill the computation once the checkpoint is written.
-    Checkpoint { blocking: bool, kill_after: bool },
+    Checkpoint {
+        blocking: bool,
+        kill_after: bool,
+    },
     Status,
     List,
     /// Seconds; 0 disables interval checkpoints.
@@ -97,9 +100,14 @@ pub enum ToCoord {
 /// Messages from the coordinator.
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
 pub enum FromCoord {
-    Welcome { generation: u64 },
+    Welcome {
+        generation: u64,
+    },
     /// Suspend, write the image into `ckpt_dir` (or the launch-time directory if None).
-    DoCheckpoint { generation: u64, ckpt_dir: Option<String> },
+    DoCheckpoint {
+        generation: u64,
+        ckpt_dir: Option<String>,
+    },
     /// Every process has written its image: resume running.
     Resume,
     /// Terminate (dmtcp_command --kill, or --kcheckpoint after the images are written).

@@ -169,17 +169,7 @@ fn stage1(fd: i32, page: usize, me: reloc::SelfImage) -> ! {
         // The context lives at the top of the new stack's guard page slot.
         let ctx_addr = hole + loader_len + STACK_SIZE;
         let ctx = ctx_addr as *mut Ctx;
-        ctx.write(Ctx {
-            fd,
-            page,
-            header,
-            tables,
-            tables_len,
-            hole_start: hole,
-            hole_len,
-            maps_buf,
-            maps_buf_len: MAPS_BUF_SIZE,
-        });
+        ctx.write(Ctx { fd, page, header, tables, tables_len, hole_start: hole, hole_len, maps_buf, maps_buf_len: MAPS_BUF_SIZE });
         let stage2: extern "C" fn(usize) -> ! = restore::stage2;
         let stage2_moved: extern "C" fn(usize) -> ! = core::mem::transmute((stage2 as usize).wrapping_add(delta));
         let stack_top = (hole + loader_len + STACK_SIZE) & !15;

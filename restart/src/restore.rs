@@ -60,7 +60,10 @@ fn conflicts(h: &FileHeader, tables: usize, start: usize, len: usize) -> bool {
 pub fn find_hole(h: &FileHeader, tables: usize, len: usize, page: usize) -> usize {
     let guard = 16 * page;
     let try_at = |cand: usize| -> bool {
-        cand >= 0x10_0000 && cand.checked_add(len + guard).is_some() && !conflicts(h, tables, cand - guard, len + 2 * guard) && crate::map_hole_at(cand, len)
+        cand >= 0x10_0000
+            && cand.checked_add(len + guard).is_some()
+            && !conflicts(h, tables, cand - guard, len + 2 * guard)
+            && crate::map_hole_at(cand, len)
     };
     for i in 0..h.num_areas as usize {
         let a = area_at(tables, h, i);
@@ -175,7 +178,9 @@ fn place_vdso(h: &FileHeader, vdso: Range, vvar: Range, vclock: Range) {
     if vdso.len() != h.vdso.len() || vvar.len() != h.vvar.len() || vclock.len() != h.vvar_vclock.len() {
         die("this kernel's vdso differs from the checkpointed one: restart on the same kernel build", 0);
     }
-    for (now, old, what) in [(vvar, h.vvar, "cannot move [vvar]"), (vclock, h.vvar_vclock, "cannot move [vvar_vclock]"), (vdso, h.vdso, "cannot move [vdso]")] {
+    for (now, old, what) in
+        [(vvar, h.vvar, "cannot move [vvar]"), (vclock, h.vvar_vclock, "cannot move [vvar_vclock]"), (vdso, h.vdso, "cannot move [vdso]")]
+    {
         if !now.is_empty() {
             if let Err(e) = mremap_to(now, old) {
                 die_at(what, old.start, e.into_raw());
@@ -315,10 +320,8 @@ fn restore_mm(h: &FileHeader) -> bool {
         exe_fd: u32::MAX,
     };
     // SAFETY: `map` is a valid struct prctl_mm_map of the size passed.
-    unsafe {
-        syscalls::syscall5(Sysno::prctl, PR_SET_MM, PR_SET_MM_MAP, &map as *const PrctlMmMap as usize, core::mem::size_of::<PrctlMmMap>(), 0)
-    }
-    .is_ok()
+    unsafe { syscalls::syscall5(Sysno::prctl, PR_SET_MM, PR_SET_MM_MAP, &map as *const PrctlMmMap as usize, core::mem::size_of::<PrctlMmMap>(), 0) }
+        .is_ok()
 }
 
 fn write_restart_info(ctx: &Ctx, mm_failed: bool) {

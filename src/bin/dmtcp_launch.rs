@@ -1,1 +1,152 @@
-fn main() {}
+//! dmtcp_launch: run a program under checkpoint control (DMTCP-compatible flags).
+
+use clap::Parser;
+use dmtcp_rs::cli::{die, parse_args};
+use dmtcp_rs::coord_client::{self, CoordMode};
+use dmtcp_rs::locate;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+
+const PROG: &str = "dmtcp_launch";
+
+#[derive(Parser, Debug)]
+#[command(name = PROG, version, about = "Start a program under checkpoint control", disable_help_flag = true)]
+struct Args {
+    /// Coordinator host (DMTCP_COORD_HOST)
+    #[arg(short = 'h', long = "coord-host", alias = "host")]
+    coord_host: Option<String>,
+    /// Coordinator port (DMTCP_COORD_PORT); 0 with --new-coordinator picks a free one
+    #[arg(short = 'p', long = "coord-port", alias = "port")]
+    coord_port: Option<u16>,
+    /// Join an existing coordinator; fail if none is running
+    #[arg(short = 'j', long = "join-coordinator", alias = "join")]
+    join: bool,
+    /// Start a new coordinator; fail if one already runs on the port
+    #[arg(long = "new-coordinator", alias = "new")]
+    new_coordinator: bool,
+    /// Run without a coordinator
+    #[arg(long = "no-coordinator")]
+    no_coordinator: bool,
+    /// Seconds between automatic checkpoints (DMTCP_CHECKPOINT_INTERVAL)
+    #[arg(short = 'i', long = "interval")]
+    interval: Option<u32>,
+    /// Directory for checkpoint images (DMTCP_CHECKPOINT_DIR)
+    #[arg(short = 'c', long = "ckptdir")]
+    ckptdir: Option<PathBuf>,
+    /// Directory for temporary files (DMTCP_TMPDIR)
+    #[arg(short = 't', long = "tmpdir")]
+    tmpdir: Option<PathBuf>,
+    /// Compress images with gzip (the default; DMTCP_GZIP=1)
+    #[arg(long = "gzip", overrides_with = "no_gzip")]
+    gzip: bool,
+    /// Write uncompressed images (DMTCP_GZIP=0)
+    #[arg(long = "no-gzip", overrides_with = "gzip")]
+    no_gzip: bool,
+    /// Signal used internally for checkpointing (DMTCP_SIGCKPT; default SIGUSR2)
+    #[arg(long = "ckpt-signal", alias = "mtcp-checkpoint-signal")]
+    ckpt_signal: Option<i32>,
+    /// Add the checkpoint generation to image names
+    #[arg(long = "enable-unique-checkpoint-filenames")]
+    unique_filenames: bool,
+    /// Overwrite images of earlier checkpoints (the default)
+    #[arg(long = "disable-unique-checkpoint-filenames")]
+    no_unique_filenames: bool,
+    /// Fewer messages
+    #[arg(short = 'q', long = "quiet", action = clap::ArgAction::Count)]
+    quiet: u8,
+    /// The program and its arguments
+    #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true, value_name = "PROGRAM [ARGS]")]
+    command: Vec<String>,
+    #[arg(long = "help", action = clap::ArgAction::Help, help = "Print help")]
+    help: Option<bool>,
+}
+
+/// Resolve `prog` like execvp would, so a missing program is a clear error before anything starts.
+fn resolve_program(prog: &str) -> Option<PathBuf> {
+    let is_exec = |p: &Path| {
+        use std::os::unix::fs::PermissionsExt;
+        p.metadata().map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0).unwrap_or(false)
+    };
+    if prog.contains('/') {
+        let p = PathBuf::from(prog);
+        return is_exec(&p).then_some(p);
+    }
+    let path = std::env::var_os("PATH").unwrap_or_else(|| "/usr/local/bin:/usr/bin:/bin".into());
+    std::env::split_paths(&path).map(|d| d.join(prog)).find(|p| is_exec(p))
+}
+
+fn absolute(p: &Path) -> PathBuf {
+    if p.is_absolute() {
+        p.to_path_buf()
+    } else {
+        std::env::current_dir().map(|d| d.join(p)).unwrap_or_else(|_| p.to_path_buf())
+    }
+}
+
+fn main() {
+    let args: Args = parse_args(PROG);
+    let prog = &args.command[0];
+    if resolve_program(prog).is_none() {
+        die(PROG, format!("{prog}: no such executable program"));
+    }
+    let lib = locate::preload_library_for(prog).unwrap_or_else(|e| die(PROG, e));
+    let ckpt_dir = args.ckptdir.clone().or_else(|| std::env::var_os("DMTCP_CHECKPOINT_DIR").map(PathBuf::from)).map(|d| absolute(&d));
+    if let Some(d) = &ckpt_dir {
+        if let Err(e) = std::fs::create_dir_all(d) {
+            die(PROG, format!("cannot create checkpoint directory {}: {e}", d.display()));
+        }
+    }
+    let interval = args.interval.or_else(|| std::env::var("DMTCP_CHECKPOINT_INTERVAL").ok().and_then(|v| v.parse().ok()));
+    let mode = match (args.join, args.new_coordinator, args.no_coordinator) {
+        (true, false, false) => CoordMode::Join,
+        (false, true, false) => CoordMode::New,
+        (false, false, true) => CoordMode::None,
+        (false, false, false) => CoordMode::Default,
+        _ => die(PROG, "--join-coordinator, --new-coordinator and --no-coordinator exclude each other"),
+    };
+    let mut cmd = std::process::Command::new(prog);
+    cmd.args(&args.command[1..]);
+    let addr = coord_client::coord_addr(args.coord_host.as_deref(), args.coord_port);
+    if mode != CoordMode::None {
+        let addr = coord_client::ensure_coordinator(&addr, mode, interval, ckpt_dir.as_deref()).unwrap_or_else(|e| die(PROG, e));
+        cmd.env("DMTCP_COORD_HOST", &addr.host).env("DMTCP_COORD_PORT", addr.port.to_string());
+    } else {
+        cmd.env("DMTCP_COORD_PORT", "0");
+    }
+    if let Some(d) = &ckpt_dir {
+        cmd.env("DMTCP_CHECKPOINT_DIR", d);
+    } else if let Ok(cwd) = std::env::current_dir() {
+        cmd.env("DMTCP_CHECKPOINT_DIR", cwd);
+    }
+    if let Some(t) = &args.tmpdir {
+        cmd.env("DMTCP_TMPDIR", absolute(t));
+    }
+    if args.no_gzip {
+        cmd.env("DMTCP_GZIP", "0");
+    } else if args.gzip {
+        cmd.env("DMTCP_GZIP", "1");
+    }
+    if let Some(s) = args.ckpt_signal {
+        if !(1..=64).contains(&s) || s == 9 || s == 19 {
+            die(PROG, format!("--ckpt-signal {s}: not a usable signal number"));
+        }
+        cmd.env("DMTCP_SIGCKPT", s.to_string());
+    }
+    if let Some(i) = interval {
+        cmd.env("DMTCP_CHECKPOINT_INTERVAL", i.to_string());
+    }
+    if args.unique_filenames && !args.no_unique_filenames {
+        cmd.env("DMTCP_UNIQUE_CKPT_FILENAMES", "1");
+    }
+    if args.quiet > 0 {
+        cmd.env("DMTCP_QUIET", "1");
+    }
+    let preload = match std::env::var("LD_PRELOAD") {
+        Ok(old) if !old.is_empty() => format!("{}:{old}", lib.display()),
+        _ => lib.display().to_string(),
+    };
+    cmd.env("LD_PRELOAD", preload);
+    // exec: the program becomes this process, so its exit code is ours.
+    let err = cmd.exec();
+    die(PROG, format!("cannot execute {prog}: {err}"))
+}

@@ -57,10 +57,20 @@ impl Cpu {
 pub enum LayoutError {
     BadMagic,
     /// The image's major version differs, or its minor version is newer than ours.
-    UnsupportedVersion { major: u16, minor: u16 },
-    Truncated { need: usize, have: usize },
-    BadChecksum { what: &'static str },
-    BadField { what: &'static str },
+    UnsupportedVersion {
+        major: u16,
+        minor: u16,
+    },
+    Truncated {
+        need: usize,
+        have: usize,
+    },
+    BadChecksum {
+        what: &'static str,
+    },
+    BadField {
+        what: &'static str,
+    },
 }
 
 impl core::fmt::Display for LayoutError {
@@ -91,3 +101,5 @@ pub fn crc32(bytes: &[u8]) -> u32 {
 pub const fn align_up(v: u64, align: u64) -> u64 {
     (v + align - 1) & !(align - 1)
 }
+
+impl core::error::Error for LayoutError {}

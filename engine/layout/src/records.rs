@@ -199,14 +199,7 @@ impl FileHeader {
         p.u32(self.num_threads);
         p.u32(self.num_areas);
         p.u64(self.num_runs);
-        for v in [
-            self.threads_off,
-            self.sigactions_off,
-            self.areas_off,
-            self.runs_off,
-            self.strtab_off,
-            self.strtab_len,
-        ] {
+        for v in [self.threads_off, self.sigactions_off, self.areas_off, self.runs_off, self.strtab_off, self.strtab_len] {
             p.u64(v);
         }
         p.u32(self.tables_crc);
@@ -217,19 +210,9 @@ impl FileHeader {
         p.u64(self.data_len);
         p.u64(self.restart_info_addr);
         let m = &self.mm;
-        for v in [
-            m.start_code,
-            m.end_code,
-            m.start_data,
-            m.end_data,
-            m.start_brk,
-            m.brk,
-            m.start_stack,
-            m.arg_start,
-            m.arg_end,
-            m.env_start,
-            m.env_end,
-        ] {
+        for v in
+            [m.start_code, m.end_code, m.start_data, m.end_data, m.start_brk, m.brk, m.start_stack, m.arg_start, m.arg_end, m.env_start, m.env_end]
+        {
             p.u64(v);
         }
         for r in [self.vdso, self.vvar, self.vvar_vclock] {
@@ -373,9 +356,15 @@ impl FileHeader {
         Cpu::from_u16(self.cpu)
     }
 
-    /// Offset just past the last byte of page data: the raw image's expected size.
-    pub fn file_len(&self) -> u64 {
+    /// Where the data trailer starts: one CRC-32 per area (of its page data, in area order),
+    /// then the CRC-32 of those CRCs. Written after the data so the image is written in one pass.
+    pub fn trailer_off(&self) -> u64 {
         self.data_off + self.data_len
+    }
+
+    /// The raw image's exact size.
+    pub fn file_len(&self) -> u64 {
+        self.trailer_off() + 4 * (self.num_areas as u64 + 1)
     }
 
     pub fn kernel_release_str(&self) -> &str {
@@ -414,15 +403,7 @@ impl ThreadRecord {
         let mut p = Put { buf: &mut out[..], pos: 0 };
         p.u32(self.tid);
         p.u32(self.flags);
-        for v in [
-            self.resume_sp,
-            self.tls,
-            self.tls_aux,
-            self.tid_address,
-            self.robust_head,
-            self.robust_len,
-            self.rseq_addr,
-        ] {
+        for v in [self.resume_sp, self.tls, self.tls_aux, self.tid_address, self.robust_head, self.robust_len, self.rseq_addr] {
             p.u64(v);
         }
         p.u32(self.rseq_len);
@@ -508,7 +489,7 @@ pub const AREA_HEAP: u32 = 2;
 pub const AREA_STACK: u32 = 4;
 
 /// One memory area. Its saved pages are the runs `runs_index .. runs_index + num_runs` of the
-/// run table, stored back to back from `data_off`.
+/// run table, stored back to back from `data_off`; their CRC is in the data trailer.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct AreaRecord {
     pub start: u64,
@@ -524,7 +505,7 @@ pub struct AreaRecord {
     pub data_len: u64,
     pub runs_index: u64,
     pub num_runs: u32,
-    pub data_crc: u32,
+    pub reserved: u32,
 }
 
 impl AreaRecord {
@@ -543,7 +524,7 @@ impl AreaRecord {
         p.u64(self.data_len);
         p.u64(self.runs_index);
         p.u32(self.num_runs);
-        p.u32(self.data_crc);
+        p.u32(self.reserved);
     }
 
     pub fn decode(b: &[u8]) -> Result<Self, LayoutError> {
@@ -561,7 +542,7 @@ impl AreaRecord {
             data_len: g.u64(),
             runs_index: g.u64(),
             num_runs: g.u32(),
-            data_crc: g.u32(),
+            reserved: g.u32(),
         };
         if a.end <= a.start || AreaKind::from_u32(a.kind).is_none() {
             return Err(LayoutError::BadField { what: "memory area" });
@@ -684,11 +665,38 @@ mod tests {
 
     #[test]
     fn records_round_trip() {
-        let t = ThreadRecord { tid: 5, flags: THREAD_IS_MAIN, resume_sp: 1, tls: 2, tls_aux: 3, tid_address: 4, robust_head: 5, robust_len: 24, rseq_addr: 6, rseq_len: 32, rseq_sig: 7, comm: *b"counter\0\0\0\0\0\0\0\0\0" };
+        let t = ThreadRecord {
+            tid: 5,
+            flags: THREAD_IS_MAIN,
+            resume_sp: 1,
+            tls: 2,
+            tls_aux: 3,
+            tid_address: 4,
+            robust_head: 5,
+            robust_len: 24,
+            rseq_addr: 6,
+            rseq_len: 32,
+            rseq_sig: 7,
+            comm: *b"counter\0\0\0\0\0\0\0\0\0",
+        };
         let mut b = [0u8; THREAD_SIZE];
         t.encode(&mut b);
         assert_eq!(ThreadRecord::decode(&b), Ok(t));
-        let a = AreaRecord { start: 0x1000, end: 0x3000, prot: 3, kind: 2, flags: 1, path_off: 1, path_len: 2, file_offset: 3, data_off: 4, data_len: 5, runs_index: 6, num_runs: 7, data_crc: 8 };
+        let a = AreaRecord {
+            start: 0x1000,
+            end: 0x3000,
+            prot: 3,
+            kind: 2,
+            flags: 1,
+            path_off: 1,
+            path_len: 2,
+            file_offset: 3,
+            data_off: 4,
+            data_len: 5,
+            runs_index: 6,
+            num_runs: 7,
+            reserved: 0,
+        };
         let mut b = [0u8; AREA_SIZE];
         a.encode(&mut b);
         assert_eq!(AreaRecord::decode(&b), Ok(a));

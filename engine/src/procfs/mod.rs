@@ -1,1 +1,3 @@
-pub mod maps; pub mod pagemap; pub mod fds;
+pub mod fds;
+pub mod maps;
+pub mod pagemap;
