@@ -2,9 +2,7 @@
 //! when needed (dmtcp_launch, dmtcp_restart) and sending dmtcp_command requests.
 
 use crate::locate;
-use dmtcp_engine::protocol::{
-    self, Command, CommandReply, FromCoord, ProtocolError, ToCoord, DEFAULT_PORT,
-};
+use dmtcp_engine::protocol::{self, Command, CommandReply, FromCoord, ProtocolError, ToCoord, DEFAULT_PORT};
 use std::io::Read;
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
 use std::path::Path;
@@ -46,10 +44,7 @@ pub enum CoordError {
     #[error("cannot start dmtcp_coordinator: {0}")]
     StartFailed(String),
     #[error("cannot resolve coordinator host {host}: {source}")]
-    Resolve {
-        host: String,
-        source: std::io::Error,
-    },
+    Resolve { host: String, source: std::io::Error },
     #[error(transparent)]
     Protocol(#[from] ProtocolError),
     #[error("coordinator sent an unexpected message: {0}")]
@@ -62,19 +57,13 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 const START_TIMEOUT: Duration = Duration::from_secs(10);
 
 fn env_nonempty(var: &str) -> Option<String> {
-    std::env::var(var)
-        .ok()
-        .map(|v| v.trim().to_string())
-        .filter(|v| !v.is_empty())
+    std::env::var(var).ok().map(|v| v.trim().to_string()).filter(|v| !v.is_empty())
 }
 
 /// DMTCP_COORD_HOST / DMTCP_COORD_PORT (DMTCP_PORT too) over defaults localhost:7779; CLI values win.
 pub fn coord_addr(cli_host: Option<&str>, cli_port: Option<u16>) -> CoordAddr {
-    let host = cli_host
-        .map(str::to_string)
-        .filter(|h| !h.is_empty())
-        .or_else(|| env_nonempty("DMTCP_COORD_HOST"))
-        .unwrap_or_else(|| "localhost".into());
+    let host =
+        cli_host.map(str::to_string).filter(|h| !h.is_empty()).or_else(|| env_nonempty("DMTCP_COORD_HOST")).unwrap_or_else(|| "localhost".into());
     let port = cli_port
         .or_else(|| env_nonempty("DMTCP_COORD_PORT").and_then(|p| p.parse().ok()))
         .or_else(|| env_nonempty("DMTCP_PORT").and_then(|p| p.parse().ok()))
@@ -84,28 +73,18 @@ pub fn coord_addr(cli_host: Option<&str>, cli_port: Option<u16>) -> CoordAddr {
 
 /// Whether `host` names this machine (only there can we start a coordinator).
 pub fn is_local_host(host: &str) -> bool {
-    if matches!(
-        host,
-        "" | "localhost" | "localhost.localdomain" | "::1" | "0.0.0.0"
-    ) || host.starts_with("127.")
-    {
+    if matches!(host, "" | "localhost" | "localhost.localdomain" | "::1" | "0.0.0.0") || host.starts_with("127.") {
         return true;
     }
     let me = crate::coordinator::local_hostname();
-    if host == me
-        || me.split('.').next() == Some(host)
-        || host.split('.').next() == Some(me.as_str())
-    {
+    if host == me || me.split('.').next() == Some(host) || host.split('.').next() == Some(me.as_str()) {
         return true;
     }
     // An address of one of our interfaces: binding to it succeeds only if it is ours.
     match (host, 0u16).to_socket_addrs() {
         Ok(addrs) => {
             let addrs: Vec<SocketAddr> = addrs.collect();
-            !addrs.is_empty()
-                && addrs.iter().all(|a| {
-                    a.ip().is_loopback() || std::net::TcpListener::bind((a.ip(), 0)).is_ok()
-                })
+            !addrs.is_empty() && addrs.iter().all(|a| a.ip().is_loopback() || std::net::TcpListener::bind((a.ip(), 0)).is_ok())
         }
         Err(_) => false,
     }
@@ -113,20 +92,12 @@ pub fn is_local_host(host: &str) -> bool {
 
 /// Connect (TCP) to a coordinator; error NotRunning if refused.
 pub fn connect(addr: &CoordAddr) -> Result<TcpStream, CoordError> {
-    let not_running = || CoordError::NotRunning {
-        host: addr.host.clone(),
-        port: addr.port,
-    };
+    let not_running = || CoordError::NotRunning { host: addr.host.clone(), port: addr.port };
     if addr.port == 0 {
         return Err(not_running());
     }
-    let addrs: Vec<SocketAddr> = (addr.host.as_str(), addr.port)
-        .to_socket_addrs()
-        .map_err(|source| CoordError::Resolve {
-            host: addr.host.clone(),
-            source,
-        })?
-        .collect();
+    let addrs: Vec<SocketAddr> =
+        (addr.host.as_str(), addr.port).to_socket_addrs().map_err(|source| CoordError::Resolve { host: addr.host.clone(), source })?.collect();
     for a in addrs {
         if let Ok(s) = TcpStream::connect_timeout(&a, CONNECT_TIMEOUT) {
             let _ = s.set_nodelay(true);
@@ -150,12 +121,7 @@ pub fn send_command(addr: &CoordAddr, cmd: Command) -> Result<CommandReply, Coor
 /// the host is local: spawn `dmtcp_coordinator --daemon --exit-on-last -q --port P [--interval S] [--ckptdir D]`
 /// (P may be 0: then use --port-file in a temp dir and read the chosen port back) and wait up to 10 s until
 /// it accepts. New when one already answers at a non-zero port → error. Returns the actual address.
-pub fn ensure_coordinator(
-    addr: &CoordAddr,
-    mode: CoordMode,
-    interval: Option<u32>,
-    ckpt_dir: Option<&Path>,
-) -> Result<CoordAddr, CoordError> {
+pub fn ensure_coordinator(addr: &CoordAddr, mode: CoordMode, interval: Option<u32>, ckpt_dir: Option<&Path>) -> Result<CoordAddr, CoordError> {
     let answers = || addr.port != 0 && connect(addr).is_ok();
     match mode {
         CoordMode::None => return Ok(addr.clone()),
@@ -164,21 +130,13 @@ pub fn ensure_coordinator(
             return Ok(addr.clone());
         }
         CoordMode::Default if answers() => return Ok(addr.clone()),
-        CoordMode::New if answers() => {
-            return Err(CoordError::AlreadyRunning {
-                host: addr.host.clone(),
-                port: addr.port,
-            })
-        }
+        CoordMode::New if answers() => return Err(CoordError::AlreadyRunning { host: addr.host.clone(), port: addr.port }),
         CoordMode::Default | CoordMode::New => {}
     }
     if !is_local_host(&addr.host) {
         return Err(match mode {
             CoordMode::New => CoordError::RemoteHost(addr.host.clone()),
-            _ => CoordError::NotRunning {
-                host: addr.host.clone(),
-                port: addr.port,
-            },
+            _ => CoordError::NotRunning { host: addr.host.clone(), port: addr.port },
         });
     }
     let port = match start_coordinator(addr.port, interval, ckpt_dir) {
@@ -192,20 +150,14 @@ pub fn ensure_coordinator(
             return Err(e);
         }
     };
-    let actual = CoordAddr {
-        host: addr.host.clone(),
-        port,
-    };
+    let actual = CoordAddr { host: addr.host.clone(), port };
     let deadline = Instant::now() + START_TIMEOUT;
     loop {
         if connect(&actual).is_ok() {
             return Ok(actual);
         }
         if Instant::now() >= deadline {
-            return Err(CoordError::StartFailed(format!(
-                "no answer at {actual} within {} s",
-                START_TIMEOUT.as_secs()
-            )));
+            return Err(CoordError::StartFailed(format!("no answer at {actual} within {} s", START_TIMEOUT.as_secs())));
         }
         std::thread::sleep(Duration::from_millis(50));
     }
@@ -220,31 +172,15 @@ impl Drop for TempDir {
 }
 
 /// Start a daemon coordinator; returns the port it listens on.
-fn start_coordinator(
-    port: u16,
-    interval: Option<u32>,
-    ckpt_dir: Option<&Path>,
-) -> Result<u16, CoordError> {
-    let exe =
-        locate::find_sibling("dmtcp_coordinator").unwrap_or_else(|| "dmtcp_coordinator".into());
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.subsec_nanos())
-        .unwrap_or(0);
-    let tmp =
-        TempDir(std::env::temp_dir().join(format!("dmtcp-coord-{}-{nanos:x}", std::process::id())));
-    std::fs::create_dir_all(&tmp.0)
-        .map_err(|e| CoordError::StartFailed(format!("cannot create {}: {e}", tmp.0.display())))?;
+fn start_coordinator(port: u16, interval: Option<u32>, ckpt_dir: Option<&Path>) -> Result<u16, CoordError> {
+    let exe = locate::find_sibling("dmtcp_coordinator").unwrap_or_else(|| "dmtcp_coordinator".into());
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
+    let tmp = TempDir(std::env::temp_dir().join(format!("dmtcp-coord-{}-{nanos:x}", std::process::id())));
+    std::fs::create_dir_all(&tmp.0).map_err(|e| CoordError::StartFailed(format!("cannot create {}: {e}", tmp.0.display())))?;
     let port_file = tmp.0.join("port");
 
     let mut cmd = std::process::Command::new(&exe);
-    cmd.args([
-        "--daemon",
-        "--exit-on-last",
-        "-q",
-        "--port",
-        &port.to_string(),
-    ]);
+    cmd.args(["--daemon", "--exit-on-last", "-q", "--port", &port.to_string()]);
     cmd.arg("--port-file").arg(&port_file);
     if let Some(i) = interval {
         cmd.args(["--interval", &i.to_string()]);
@@ -258,12 +194,7 @@ fn start_coordinator(
             .to_str()
             .unwrap_or("")
             .split([':', ' '])
-            .filter(|e| {
-                !e.is_empty()
-                    && !Path::new(e)
-                        .file_name()
-                        .is_some_and(|n| n.to_string_lossy().starts_with("libdmtcp"))
-            })
+            .filter(|e| !e.is_empty() && !Path::new(e).file_name().is_some_and(|n| n.to_string_lossy().starts_with("libdmtcp")))
             .collect();
         if keep.is_empty() {
             cmd.env_remove("LD_PRELOAD");
@@ -273,39 +204,23 @@ fn start_coordinator(
     }
     // stdout/stdin never reach our caller's pipes; stderr comes to us only until the daemon
     // detaches (it then points its stdio at /dev/null), so we can report why it failed.
-    cmd.stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped());
-    let mut child = cmd
-        .spawn()
-        .map_err(|e| CoordError::StartFailed(format!("{}: {e}", exe.display())))?;
+    cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped());
+    let mut child = cmd.spawn().map_err(|e| CoordError::StartFailed(format!("{}: {e}", exe.display())))?;
     let mut err = String::new();
     if let Some(mut e) = child.stderr.take() {
         let _ = e.read_to_string(&mut err);
     }
     // The --daemon parent exits only once the socket listens (or with an error).
-    let status = child
-        .wait()
-        .map_err(|e| CoordError::StartFailed(e.to_string()))?;
+    let status = child.wait().map_err(|e| CoordError::StartFailed(e.to_string()))?;
     if !status.success() {
-        let why = err
-            .lines()
-            .next()
-            .map(str::to_string)
-            .unwrap_or_else(|| format!("{} exited with {status}", exe.display()));
+        let why = err.lines().next().map(str::to_string).unwrap_or_else(|| format!("{} exited with {status}", exe.display()));
         return Err(CoordError::StartFailed(why));
     }
     if port != 0 {
         return Ok(port);
     }
-    let text = std::fs::read_to_string(&port_file).map_err(|e| {
-        CoordError::StartFailed(format!("cannot read {}: {e}", port_file.display()))
-    })?;
-    text.trim()
-        .parse::<u16>()
-        .ok()
-        .filter(|&p| p != 0)
-        .ok_or_else(|| CoordError::StartFailed(format!("bad port file contents {text:?}")))
+    let text = std::fs::read_to_string(&port_file).map_err(|e| CoordError::StartFailed(format!("cannot read {}: {e}", port_file.display())))?;
+    text.trim().parse::<u16>().ok().filter(|&p| p != 0).ok_or_else(|| CoordError::StartFailed(format!("bad port file contents {text:?}")))
 }
 
 #[cfg(test)]
@@ -315,13 +230,7 @@ mod tests {
     #[test]
     fn cli_values_win() {
         let a = coord_addr(Some("h1"), Some(42));
-        assert_eq!(
-            a,
-            CoordAddr {
-                host: "h1".into(),
-                port: 42
-            }
-        );
+        assert_eq!(a, CoordAddr { host: "h1".into(), port: 42 });
         assert_eq!(a.to_string(), "h1:42");
     }
 
@@ -338,18 +247,9 @@ mod tests {
         let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
         let port = l.local_addr().expect("addr").port();
         drop(l);
-        let addr = CoordAddr {
-            host: "127.0.0.1".into(),
-            port,
-        };
+        let addr = CoordAddr { host: "127.0.0.1".into(), port };
         assert!(matches!(connect(&addr), Err(CoordError::NotRunning { .. })));
-        assert!(matches!(
-            ensure_coordinator(&addr, CoordMode::Join, None, None),
-            Err(CoordError::NotRunning { .. })
-        ));
-        assert_eq!(
-            ensure_coordinator(&addr, CoordMode::None, None, None).expect("none"),
-            addr
-        );
+        assert!(matches!(ensure_coordinator(&addr, CoordMode::Join, None, None), Err(CoordError::NotRunning { .. })));
+        assert_eq!(ensure_coordinator(&addr, CoordMode::None, None, None).expect("none"), addr);
     }
 }

@@ -11,9 +11,7 @@
 use crate::cli::fail_rc;
 use crate::locate;
 use clap::Parser;
-use dmtcp_engine::protocol::{
-    self, Command, CommandReply, CommandStatus, FromCoord, PeerInfo, ToCoord, DEFAULT_PORT,
-};
+use dmtcp_engine::protocol::{self, Command, CommandReply, CommandStatus, FromCoord, PeerInfo, ToCoord, DEFAULT_PORT};
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs::{File, OpenOptions};
 use std::io::{BufRead, Write};
@@ -70,20 +68,11 @@ pub enum CoordinatorError {
     #[error("cannot listen on port {port}: {source}")]
     Bind { port: u16, source: std::io::Error },
     #[error("cannot write port file {}: {source}", path.display())]
-    PortFile {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    PortFile { path: PathBuf, source: std::io::Error },
     #[error("cannot open log file {}: {source}", path.display())]
-    Logfile {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Logfile { path: PathBuf, source: std::io::Error },
     #[error("bad checkpoint directory {}: {source}", path.display())]
-    CkptDir {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    CkptDir { path: PathBuf, source: std::io::Error },
     #[error("{var}={value:?} is not a valid number")]
     BadEnv { var: &'static str, value: String },
     #[error("cannot become a daemon: {0}")]
@@ -112,11 +101,7 @@ fn env_nonempty(var: &str) -> Option<String> {
 fn env_number<T: std::str::FromStr>(var: &'static str) -> Result<Option<T>, CoordinatorError> {
     match env_nonempty(var) {
         None => Ok(None),
-        Some(v) => v
-            .trim()
-            .parse()
-            .map(Some)
-            .map_err(|_| CoordinatorError::BadEnv { var, value: v }),
+        Some(v) => v.trim().parse().map(Some).map_err(|_| CoordinatorError::BadEnv { var, value: v }),
     }
 }
 
@@ -134,15 +119,10 @@ impl Options {
             Some(i) => i,
             None => env_number::<u32>("DMTCP_CHECKPOINT_INTERVAL")?.unwrap_or(0),
         };
-        let ckpt_dir = a
-            .ckptdir
-            .or_else(|| env_nonempty("DMTCP_CHECKPOINT_DIR").map(PathBuf::from));
+        let ckpt_dir = a.ckptdir.or_else(|| env_nonempty("DMTCP_CHECKPOINT_DIR").map(PathBuf::from));
         // Workers have their own working directories: hand them an absolute path.
         let ckpt_dir = match ckpt_dir {
-            Some(d) => Some(absolute(&d).map_err(|source| CoordinatorError::CkptDir {
-                path: d.clone(),
-                source,
-            })?),
+            Some(d) => Some(absolute(&d).map_err(|source| CoordinatorError::CkptDir { path: d.clone(), source })?),
             None => None,
         };
         Ok(Options {
@@ -170,33 +150,18 @@ fn absolute(p: &Path) -> std::io::Result<PathBuf> {
 
 /// The host name as the kernel knows it ("localhost" if unknown).
 pub fn local_hostname() -> String {
-    nix::unistd::gethostname()
-        .ok()
-        .and_then(|h| h.into_string().ok())
-        .filter(|h| !h.is_empty())
-        .unwrap_or_else(|| "localhost".into())
+    nix::unistd::gethostname().ok().and_then(|h| h.into_string().ok()).filter(|h| !h.is_empty()).unwrap_or_else(|| "localhost".into())
 }
 
 /// Write `contents` to `path` via a temporary file in the same directory and rename(), so a
 /// reader never sees a half-written file.
 pub fn write_atomic(path: &Path, contents: &[u8], mode: u32) -> std::io::Result<()> {
     use std::os::unix::fs::OpenOptionsExt;
-    let dir = path
-        .parent()
-        .filter(|d| !d.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "file".into());
+    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "file".into());
     let tmp = dir.join(format!(".{name}.tmp.{}", std::process::id()));
     let result = (|| {
-        let mut f = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(mode)
-            .open(&tmp)?;
+        let mut f = OpenOptions::new().write(true).create(true).truncate(true).mode(mode).open(&tmp)?;
         f.write_all(contents)?;
         // The umask may have cleared bits of `mode`: the script must be executable.
         std::fs::set_permissions(&tmp, std::os::unix::fs::PermissionsExt::from_mode(mode))?;
@@ -239,32 +204,17 @@ pub struct ScriptSpec<'a> {
 
 fn split_image(path: &str) -> (String, String) {
     let p = Path::new(path);
-    let dir = p
-        .parent()
-        .map(|d| d.to_string_lossy().into_owned())
-        .filter(|d| !d.is_empty())
-        .unwrap_or_else(|| ".".into());
-    let base = p
-        .file_name()
-        .map(|b| b.to_string_lossy().into_owned())
-        .unwrap_or_else(|| path.to_string());
+    let dir = p.parent().map(|d| d.to_string_lossy().into_owned()).filter(|d| !d.is_empty()).unwrap_or_else(|| ".".into());
+    let base = p.file_name().map(|b| b.to_string_lossy().into_owned()).unwrap_or_else(|| path.to_string());
     (dir, base)
 }
 
 /// The text of dmtcp_restart_script.sh (POSIX sh).
 pub fn restart_script(spec: &ScriptSpec<'_>) -> String {
     let mut s = String::new();
-    let restart_bin = if spec.restart_bin.is_empty() {
-        "dmtcp_restart"
-    } else {
-        spec.restart_bin
-    };
+    let restart_bin = if spec.restart_bin.is_empty() { "dmtcp_restart" } else { spec.restart_bin };
     s.push_str("#!/bin/sh\n");
-    s.push_str(&format!(
-        "# Written by dmtcp_coordinator {} after checkpoint generation {}.\n",
-        spec.coord_id.replace('\n', " "),
-        spec.generation
-    ));
+    s.push_str(&format!("# Written by dmtcp_coordinator {} after checkpoint generation {}.\n", spec.coord_id.replace('\n', " "), spec.generation));
     s.push_str(
         r#"# Restarts every process of the computation from its checkpoint image.
 # To restart on other hosts, edit the ssh lines below (or the host names in them).
@@ -278,14 +228,8 @@ usage() {
 "#,
     );
     s.push_str(&format!("dmt_restart={}\n", sh_quote(restart_bin)));
-    s.push_str(&format!(
-        "coord_host=${{DMTCP_COORD_HOST:-{}}}\n",
-        sh_quote(spec.coord_host)
-    ));
-    s.push_str(&format!(
-        "coord_port=${{DMTCP_COORD_PORT:-{}}}\n",
-        spec.coord_port
-    ));
+    s.push_str(&format!("coord_host=${{DMTCP_COORD_HOST:-{}}}\n", sh_quote(spec.coord_host)));
+    s.push_str(&format!("coord_port=${{DMTCP_COORD_PORT:-{}}}\n", spec.coord_port));
     s.push_str(&format!("local_host={}\n", sh_quote(spec.local_host)));
     s.push_str(
         r#"restartdir=
@@ -459,10 +403,7 @@ impl Shared {
     }
 
     fn wait_for<'a>(&self, g: MutexGuard<'a, State>, d: Duration) -> MutexGuard<'a, State> {
-        self.cv
-            .wait_timeout(g, d)
-            .map(|(g, _)| g)
-            .unwrap_or_else(|e| e.into_inner().0)
+        self.cv.wait_timeout(g, d).map(|(g, _)| g).unwrap_or_else(|e| e.into_inner().0)
     }
 
     fn note(&self, msg: &str) {
@@ -481,22 +422,13 @@ impl Shared {
 
     fn to_logfile(&self, msg: &str) {
         if let Some(f) = &self.log {
-            let now = SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map(|d| d.as_secs())
-                .unwrap_or(0);
+            let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
             let mut f = f.lock().unwrap_or_else(|e| e.into_inner());
             let _ = writeln!(f, "[{now}] [{}] {msg}", std::process::id());
         }
     }
 
-    fn reply(
-        &self,
-        st: &State,
-        status: CommandStatus,
-        images: Vec<String>,
-        message: String,
-    ) -> CommandReply {
+    fn reply(&self, st: &State, status: CommandStatus, images: Vec<String>, message: String) -> CommandReply {
         let peers = st
             .workers
             .iter()
@@ -551,36 +483,17 @@ impl Shared {
         }
         st.generation += 1;
         let generation = st.generation;
-        let ckpt_dir = self
-            .opts
-            .ckpt_dir
-            .as_ref()
-            .map(|d| d.to_string_lossy().into_owned());
-        let mut round = Round {
-            generation,
-            kill_after,
-            pending: BTreeSet::new(),
-            done: Vec::new(),
-        };
-        let msg = FromCoord::DoCheckpoint {
-            generation,
-            ckpt_dir,
-        };
+        let ckpt_dir = self.opts.ckpt_dir.as_ref().map(|d| d.to_string_lossy().into_owned());
+        let mut round = Round { generation, kill_after, pending: BTreeSet::new(), done: Vec::new() };
+        let msg = FromCoord::DoCheckpoint { generation, ckpt_dir };
         for (id, w) in st.workers.iter_mut() {
             if send_to(w, &msg) {
                 round.pending.insert(*id);
             } else {
-                round.done.push(Done {
-                    host: w.info.hostname.clone(),
-                    image: String::new(),
-                    error: Some("connection lost".into()),
-                });
+                round.done.push(Done { host: w.info.hostname.clone(), image: String::new(), error: Some("connection lost".into()) });
             }
         }
-        self.note(&format!(
-            "checkpoint {generation}: {} process(es)",
-            st.workers.len()
-        ));
+        self.note(&format!("checkpoint {generation}: {} process(es)", st.workers.len()));
         st.round = Some(round);
         self.cv.notify_all();
         Ok(generation)
@@ -590,49 +503,22 @@ impl Shared {
     /// workers resume (or kill them). Returns the reply and whether the coordinator should exit.
     fn finish_checkpoint(&self, generation: u64) -> (CommandReply, bool) {
         let mut st = self.lock();
-        while st
-            .round
-            .as_ref()
-            .is_some_and(|r| r.generation == generation && !r.pending.is_empty())
-        {
+        while st.round.as_ref().is_some_and(|r| r.generation == generation && !r.pending.is_empty()) {
             st = self.wait(st);
         }
         let Some(round) = st.round.take_if(|r| r.generation == generation) else {
             // Cannot happen (one finisher per round); answer something sensible anyway.
-            return (
-                self.reply(
-                    &st,
-                    CommandStatus::CheckpointFailed,
-                    Vec::new(),
-                    "checkpoint lost".into(),
-                ),
-                false,
-            );
+            return (self.reply(&st, CommandStatus::CheckpointFailed, Vec::new(), "checkpoint lost".into()), false);
         };
         let errors: Vec<String> = round.done.iter().filter_map(|d| d.error.clone()).collect();
         let ok = errors.is_empty() && !round.done.is_empty();
-        let images: Vec<String> = round
-            .done
-            .iter()
-            .filter(|d| !d.image.is_empty())
-            .map(|d| d.image.clone())
-            .collect();
+        let images: Vec<String> = round.done.iter().filter(|d| !d.image.is_empty()).map(|d| d.image.clone()).collect();
         let mut message = String::new();
         if ok {
-            let script_images: Vec<ScriptImage> = round
-                .done
-                .iter()
-                .filter(|d| !d.image.is_empty())
-                .map(|d| ScriptImage {
-                    host: d.host.clone(),
-                    path: d.image.clone(),
-                })
-                .collect();
+            let script_images: Vec<ScriptImage> =
+                round.done.iter().filter(|d| !d.image.is_empty()).map(|d| ScriptImage { host: d.host.clone(), path: d.image.clone() }).collect();
             match self.write_restart_script(generation, &script_images) {
-                Ok(p) => self.note(&format!(
-                    "checkpoint {generation} done; restart script: {}",
-                    p.display()
-                )),
+                Ok(p) => self.note(&format!("checkpoint {generation} done; restart script: {}", p.display())),
                 Err(e) => {
                     message = format!("cannot write the restart script: {e}");
                     self.warn(&message);
@@ -655,34 +541,18 @@ impl Shared {
             st.next_ckpt = Some(Instant::now() + Duration::from_secs(u64::from(st.interval)));
         }
         self.cv.notify_all();
-        let status = if ok {
-            CommandStatus::Success
-        } else {
-            CommandStatus::CheckpointFailed
-        };
+        let status = if ok { CommandStatus::Success } else { CommandStatus::CheckpointFailed };
         let mut reply = self.reply(&st, status, images, message);
         reply.running = !kill;
         (reply, exit)
     }
 
-    fn write_restart_script(
-        &self,
-        generation: u64,
-        images: &[ScriptImage],
-    ) -> std::io::Result<PathBuf> {
+    fn write_restart_script(&self, generation: u64, images: &[ScriptImage]) -> std::io::Result<PathBuf> {
         let dir = match &self.opts.ckpt_dir {
             Some(d) => d.clone(),
-            None => images
-                .first()
-                .and_then(|i| Path::new(&i.path).parent())
-                .map(Path::to_path_buf)
-                .unwrap_or_else(|| PathBuf::from(".")),
+            None => images.first().and_then(|i| Path::new(&i.path).parent()).map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from(".")),
         };
-        let dir = if dir.as_os_str().is_empty() {
-            PathBuf::from(".")
-        } else {
-            dir
-        };
+        let dir = if dir.as_os_str().is_empty() { PathBuf::from(".") } else { dir };
         let restart_bin = locate::find_sibling("dmtcp_restart")
             .and_then(|p| std::fs::canonicalize(&p).ok().or(Some(p)))
             .map(|p| p.to_string_lossy().into_owned())
@@ -712,10 +582,7 @@ impl Shared {
     fn handle_command(self: &Arc<Self>, cmd: &Command, from_worker: bool) -> (CommandReply, bool) {
         let mut st = self.lock();
         match *cmd {
-            Command::Checkpoint {
-                blocking,
-                kill_after,
-            } => match self.start_checkpoint(&mut st, kill_after) {
+            Command::Checkpoint { blocking, kill_after } => match self.start_checkpoint(&mut st, kill_after) {
                 Err(status) => (self.reply(&st, status, Vec::new(), String::new()), false),
                 Ok(generation) if blocking && !from_worker => {
                     drop(st);
@@ -728,53 +595,37 @@ impl Shared {
                     (reply, false)
                 }
             },
-            Command::Status | Command::List => (
-                self.reply(&st, CommandStatus::Success, Vec::new(), String::new()),
-                false,
-            ),
+            Command::Status | Command::List => (self.reply(&st, CommandStatus::Success, Vec::new(), String::new()), false),
             Command::SetInterval(secs) => {
                 self.set_interval(&mut st, secs);
                 self.note(&format!("checkpoint interval set to {secs}"));
-                (
-                    self.reply(&st, CommandStatus::Success, Vec::new(), String::new()),
-                    false,
-                )
+                (self.reply(&st, CommandStatus::Success, Vec::new(), String::new()), false)
             }
             Command::Kill => {
                 self.note("killing the computation");
                 self.broadcast(&mut st, &FromCoord::Kill);
-                (
-                    self.reply(&st, CommandStatus::Success, Vec::new(), String::new()),
-                    false,
-                )
+                (self.reply(&st, CommandStatus::Success, Vec::new(), String::new()), false)
             }
             Command::Quit => {
                 self.note("killing the computation and quitting");
                 self.broadcast(&mut st, &FromCoord::Kill);
-                (
-                    self.reply(&st, CommandStatus::Success, Vec::new(), String::new()),
-                    true,
-                )
+                (self.reply(&st, CommandStatus::Success, Vec::new(), String::new()), true)
             }
         }
     }
 
     fn finish_in_background(self: &Arc<Self>, generation: u64) {
         let me = Arc::clone(self);
-        let spawned = std::thread::Builder::new()
-            .name("ckpt-round".into())
-            .spawn(move || {
-                let (_, exit) = me.finish_checkpoint(generation);
-                if exit {
-                    let mut st = me.lock();
-                    me.request_exit(&mut st, 0);
-                }
-            });
+        let spawned = std::thread::Builder::new().name("ckpt-round".into()).spawn(move || {
+            let (_, exit) = me.finish_checkpoint(generation);
+            if exit {
+                let mut st = me.lock();
+                me.request_exit(&mut st, 0);
+            }
+        });
         if let Err(e) = spawned {
             // No thread: finish it here rather than leave the workers suspended forever.
-            self.warn(&format!(
-                "cannot start a thread ({e}); finishing the checkpoint inline"
-            ));
+            self.warn(&format!("cannot start a thread ({e}); finishing the checkpoint inline"));
             let (_, exit) = self.finish_checkpoint(generation);
             if exit {
                 let mut st = self.lock();
@@ -788,21 +639,8 @@ impl Shared {
     fn serve(self: Arc<Self>, mut stream: TcpStream) {
         let _ = stream.set_nodelay(true);
         match protocol::recv::<_, ToCoord>(&mut stream) {
-            Ok(ToCoord::Hello {
-                unique_pid,
-                pid,
-                prog,
-                hostname,
-                restarted,
-                interval,
-            }) => {
-                let info = PeerInfo {
-                    unique_pid,
-                    pid,
-                    prog,
-                    hostname,
-                    state: "RUNNING".into(),
-                };
+            Ok(ToCoord::Hello { unique_pid, pid, prog, hostname, restarted, interval }) => {
+                let info = PeerInfo { unique_pid, pid, prog, hostname, state: "RUNNING".into() };
                 self.serve_worker(stream, info, restarted, interval)
             }
             Ok(ToCoord::Command(cmd)) => self.serve_commands(stream, cmd),
@@ -836,13 +674,7 @@ impl Shared {
         }
     }
 
-    fn serve_worker(
-        self: Arc<Self>,
-        mut stream: TcpStream,
-        info: PeerInfo,
-        restarted: bool,
-        interval: u32,
-    ) {
+    fn serve_worker(self: Arc<Self>, mut stream: TcpStream, info: PeerInfo, restarted: bool, interval: u32) {
         let writer = match stream.try_clone() {
             Ok(w) => w,
             Err(e) => return self.warn(&format!("dropping {}: {e}", info.prog)),
@@ -855,12 +687,7 @@ impl Shared {
             let id = st.next_id;
             st.next_id += 1;
             let mut w = Worker { info, writer };
-            if !send_to(
-                &mut w,
-                &FromCoord::Welcome {
-                    generation: st.generation,
-                },
-            ) {
+            if !send_to(&mut w, &FromCoord::Welcome { generation: st.generation }) {
                 return;
             }
             st.workers.insert(id, w);
@@ -868,29 +695,17 @@ impl Shared {
             if interval > 0 && st.interval == 0 {
                 self.set_interval(&mut st, interval);
             }
-            self.note(&format!(
-                "{} {what} (peers: {})",
-                if restarted { "restarted:" } else { "joined:" },
-                st.workers.len()
-            ));
+            self.note(&format!("{} {what} (peers: {})", if restarted { "restarted:" } else { "joined:" }, st.workers.len()));
             self.cv.notify_all();
             id
         };
         loop {
             match protocol::recv::<_, ToCoord>(&mut stream) {
-                Ok(ToCoord::CheckpointDone {
-                    generation,
-                    image,
-                    error,
-                }) => {
+                Ok(ToCoord::CheckpointDone { generation, image, error }) => {
                     let mut st = self.lock();
                     if let Some(r) = st.round.as_mut().filter(|r| r.generation == generation) {
                         if r.pending.remove(&id) {
-                            r.done.push(Done {
-                                host: host.clone(),
-                                image,
-                                error,
-                            });
+                            r.done.push(Done { host: host.clone(), image, error });
                             self.cv.notify_all();
                         }
                     }
@@ -902,9 +717,7 @@ impl Shared {
                             drop(st);
                             self.finish_in_background(generation);
                         }
-                        Err(status) => self.note(&format!(
-                            "checkpoint requested by {what} not started: {status:?}"
-                        )),
+                        Err(status) => self.note(&format!("checkpoint requested by {what} not started: {status:?}")),
                     }
                 }
                 Ok(ToCoord::Command(cmd)) => {
@@ -926,17 +739,10 @@ impl Shared {
         st.workers.remove(&id);
         if let Some(r) = st.round.as_mut() {
             if r.pending.remove(&id) {
-                r.done.push(Done {
-                    host,
-                    image: String::new(),
-                    error: Some(format!("{what} disconnected during the checkpoint")),
-                });
+                r.done.push(Done { host, image: String::new(), error: Some(format!("{what} disconnected during the checkpoint")) });
             }
         }
-        self.note(&format!(
-            "disconnected: {what} (peers: {})",
-            st.workers.len()
-        ));
+        self.note(&format!("disconnected: {what} (peers: {})", st.workers.len()));
         if self.opts.exit_on_last && st.joined_ever && st.workers.is_empty() {
             self.note("last process disconnected: exiting (--exit-on-last)");
             self.request_exit(&mut st, 0);
@@ -968,8 +774,7 @@ impl Shared {
                         }
                         Err(_) => {
                             if st.interval > 0 {
-                                st.next_ckpt =
-                                    Some(now + Duration::from_secs(u64::from(st.interval)));
+                                st.next_ckpt = Some(now + Duration::from_secs(u64::from(st.interval)));
                             }
                         }
                     }
@@ -985,10 +790,7 @@ impl Shared {
             let Ok(line) = line else { return };
             let cmd = match line.trim() {
                 "" => continue,
-                "c" => Command::Checkpoint {
-                    blocking: false,
-                    kill_after: false,
-                },
+                "c" => Command::Checkpoint { blocking: false, kill_after: false },
                 "s" => Command::Status,
                 "l" => Command::List,
                 "k" => Command::Kill,
@@ -1010,29 +812,14 @@ impl Shared {
             let (reply, exit) = self.handle_command(&cmd, false);
             match cmd {
                 Command::Status => {
-                    println!(
-                        "Status...\n  Host: {}\n  Port: {}",
-                        self.hostname, self.port
-                    );
-                    println!(
-                        "  NUM_PEERS={}\n  RUNNING={}",
-                        reply.num_peers,
-                        if reply.running { "yes" } else { "no" }
-                    );
+                    println!("Status...\n  Host: {}\n  Port: {}", self.hostname, self.port);
+                    println!("  NUM_PEERS={}\n  RUNNING={}", reply.num_peers, if reply.running { "yes" } else { "no" });
                     println!("Checkpoint Interval: {}", interval_text(reply.interval));
                 }
                 Command::List => {
                     println!("Client List:\n#, PROG[PID]@HOST, DMTCP-UNIQUEPID, STATE");
                     for (i, p) in reply.peers.iter().enumerate() {
-                        println!(
-                            "{}, {}[{}]@{}, {}, {}",
-                            i + 1,
-                            p.prog,
-                            p.pid,
-                            p.hostname,
-                            p.unique_pid,
-                            p.state
-                        );
+                        println!("{}, {}[{}]@{}, {}, {}", i + 1, p.prog, p.pid, p.hostname, p.unique_pid, p.state);
                     }
                 }
                 _ if reply.status != CommandStatus::Success => {
@@ -1091,9 +878,7 @@ fn stdin_is_foreground_tty() -> bool {
 /// would wait for EOF forever): close every inherited descriptor above stderr.
 fn close_inherited_fds() {
     let fds: Vec<i32> = match std::fs::read_dir("/proc/self/fd") {
-        Ok(d) => d
-            .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
-            .collect(),
+        Ok(d) => d.filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok()).collect(),
         Err(_) => return,
     };
     for fd in fds.into_iter().filter(|&fd| fd > 2) {
@@ -1140,55 +925,21 @@ pub fn run(opts: Options) -> Result<i32, CoordinatorError> {
     }
     let log = match &opts.logfile {
         Some(p) => Some(Mutex::new(
-            OpenOptions::new()
-                .append(true)
-                .create(true)
-                .open(p)
-                .map_err(|source| CoordinatorError::Logfile {
-                    path: p.clone(),
-                    source,
-                })?,
+            OpenOptions::new().append(true).create(true).open(p).map_err(|source| CoordinatorError::Logfile { path: p.clone(), source })?,
         )),
         None => None,
     };
-    let listener =
-        TcpListener::bind(("0.0.0.0", opts.port)).map_err(|source| CoordinatorError::Bind {
-            port: opts.port,
-            source,
-        })?;
-    let port = listener
-        .local_addr()
-        .map_err(|source| CoordinatorError::Bind {
-            port: opts.port,
-            source,
-        })?
-        .port();
+    let listener = TcpListener::bind(("0.0.0.0", opts.port)).map_err(|source| CoordinatorError::Bind { port: opts.port, source })?;
+    let port = listener.local_addr().map_err(|source| CoordinatorError::Bind { port: opts.port, source })?.port();
     if let Some(pf) = &opts.port_file {
-        write_atomic(pf, format!("{port}\n").as_bytes(), 0o644).map_err(|source| {
-            CoordinatorError::PortFile {
-                path: pf.clone(),
-                source,
-            }
-        })?;
+        write_atomic(pf, format!("{port}\n").as_bytes(), 0o644).map_err(|source| CoordinatorError::PortFile { path: pf.clone(), source })?;
     }
     if opts.daemon {
         daemonize()?;
     }
     let hostname = local_hostname();
-    let start = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
-    let safe_host: String = hostname
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '-' || c == '.' {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect();
+    let start = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    let safe_host: String = hostname.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '.' { c } else { '_' }).collect();
     let coord_id = format!("{safe_host}-{}-{start:x}", std::process::id());
     let interactive = !opts.daemon && stdin_is_foreground_tty();
     let shared = Arc::new(Shared {
@@ -1221,12 +972,7 @@ pub fn run(opts: Options) -> Result<i32, CoordinatorError> {
         u8::from(opts.exit_on_last)
     ));
 
-    let spawn = |name: &str, f: Box<dyn FnOnce() + Send>| {
-        std::thread::Builder::new()
-            .name(name.into())
-            .spawn(f)
-            .map_err(CoordinatorError::Daemon)
-    };
+    let spawn = |name: &str, f: Box<dyn FnOnce() + Send>| std::thread::Builder::new().name(name.into()).spawn(f).map_err(CoordinatorError::Daemon);
     let s = Arc::clone(&shared);
     spawn("timer", Box::new(move || s.timer_loop()))?;
     let s = Arc::clone(&shared);
@@ -1237,13 +983,8 @@ pub fn run(opts: Options) -> Result<i32, CoordinatorError> {
                 match conn {
                     Ok(stream) => {
                         let s2 = Arc::clone(&s);
-                        if let Err(e) = std::thread::Builder::new()
-                            .name("conn".into())
-                            .spawn(move || s2.serve(stream))
-                        {
-                            s.warn(&format!(
-                                "dropping a connection: cannot start a thread: {e}"
-                            ));
+                        if let Err(e) = std::thread::Builder::new().name("conn".into()).spawn(move || s2.serve(stream)) {
+                            s.warn(&format!("dropping a connection: cannot start a thread: {e}"));
                         }
                     }
                     Err(e) => {
@@ -1260,9 +1001,7 @@ pub fn run(opts: Options) -> Result<i32, CoordinatorError> {
         spawn("stdin", Box::new(move || s.interactive_loop()))?;
     }
 
-    let deadline = opts
-        .timeout
-        .map(|secs| Instant::now() + Duration::from_secs(secs));
+    let deadline = opts.timeout.map(|secs| Instant::now() + Duration::from_secs(secs));
     let mut st = shared.lock();
     let code = loop {
         if let Some(code) = st.exit {
@@ -1325,14 +1064,8 @@ mod tests {
 
     #[test]
     fn split_images() {
-        assert_eq!(
-            split_image("/a/b/ckpt_x.dmtcp"),
-            ("/a/b".into(), "ckpt_x.dmtcp".into())
-        );
-        assert_eq!(
-            split_image("ckpt_x.dmtcp"),
-            (".".into(), "ckpt_x.dmtcp".into())
-        );
+        assert_eq!(split_image("/a/b/ckpt_x.dmtcp"), ("/a/b".into(), "ckpt_x.dmtcp".into()));
+        assert_eq!(split_image("ckpt_x.dmtcp"), (".".into(), "ckpt_x.dmtcp".into()));
     }
 
     fn spec<'a>(images: &'a [ScriptImage]) -> ScriptSpec<'a> {
@@ -1349,28 +1082,21 @@ mod tests {
 
     #[test]
     fn single_local_image_execs() {
-        let images = [ScriptImage {
-            host: "node1".into(),
-            path: "/ck/ckpt_a_1.dmtcp".into(),
-        }];
+        let images = [ScriptImage { host: "node1".into(), path: "/ck/ckpt_a_1.dmtcp".into() }];
         let s = restart_script(&spec(&images));
         assert!(s.starts_with("#!/bin/sh\n"));
         assert!(s.contains("dmt_restart='/opt/dmtcp/bin/dmtcp_restart'"));
-        assert!(s.contains("exec \"$dmt_restart\" --coord-host \"$coord_host\" --coord-port \"$coord_port\" \"$@\" \"$(img '/ck' 'ckpt_a_1.dmtcp')\""));
+        assert!(
+            s.contains("exec \"$dmt_restart\" --coord-host \"$coord_host\" --coord-port \"$coord_port\" \"$@\" \"$(img '/ck' 'ckpt_a_1.dmtcp')\"")
+        );
         assert!(!s.contains("\nssh "));
     }
 
     #[test]
     fn remote_hosts_get_ssh_lines_local_first() {
         let images = [
-            ScriptImage {
-                host: "node2".into(),
-                path: "/ck/ckpt_b.dmtcp".into(),
-            },
-            ScriptImage {
-                host: "node1".into(),
-                path: "/ck/ckpt_a.dmtcp".into(),
-            },
+            ScriptImage { host: "node2".into(), path: "/ck/ckpt_b.dmtcp".into() },
+            ScriptImage { host: "node1".into(), path: "/ck/ckpt_a.dmtcp".into() },
         ];
         let s = restart_script(&spec(&images));
         let local = s.find("# Host: node1").expect("local group");
@@ -1386,56 +1112,30 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("dmtcp-script-test-{}", std::process::id()));
         std::fs::create_dir_all(&dir).expect("temp dir");
         let fake = dir.join("fake_restart");
-        std::fs::write(
-            &fake,
-            "#!/bin/sh\nfor a in \"$@\"; do printf '[%s]' \"$a\"; done\necho\n",
-        )
-        .expect("fake");
-        std::fs::set_permissions(&fake, std::os::unix::fs::PermissionsExt::from_mode(0o755))
-            .expect("chmod");
-        let images = [ScriptImage {
-            host: "node1".into(),
-            path: "/ck dir/ckpt_a.dmtcp".into(),
-        }];
+        std::fs::write(&fake, "#!/bin/sh\nfor a in \"$@\"; do printf '[%s]' \"$a\"; done\necho\n").expect("fake");
+        std::fs::set_permissions(&fake, std::os::unix::fs::PermissionsExt::from_mode(0o755)).expect("chmod");
+        let images = [ScriptImage { host: "node1".into(), path: "/ck dir/ckpt_a.dmtcp".into() }];
         let mut sp = spec(&images);
         let fake_s = fake.to_string_lossy().into_owned();
         sp.restart_bin = &fake_s;
         let script = dir.join(RESTART_SCRIPT);
         write_atomic(&script, restart_script(&sp).as_bytes(), 0o755).expect("write");
         let out = std::process::Command::new(&script)
-            .args([
-                "-p",
-                "1234",
-                "-q",
-                "--restartdir",
-                "/new place",
-                "--coord-host=h2",
-            ])
+            .args(["-p", "1234", "-q", "--restartdir", "/new place", "--coord-host=h2"])
             .env_remove("DMTCP_COORD_HOST")
             .env_remove("DMTCP_COORD_PORT")
             .output()
             .expect("run script");
         let text = String::from_utf8_lossy(&out.stdout);
-        assert_eq!(
-            text.trim(),
-            "[--coord-host][h2][--coord-port][1234][-q][/new place/ckpt_a.dmtcp]"
-        );
-        let out = std::process::Command::new(&script)
-            .env_remove("DMTCP_COORD_HOST")
-            .env_remove("DMTCP_COORD_PORT")
-            .output()
-            .expect("run");
-        assert_eq!(
-            String::from_utf8_lossy(&out.stdout).trim(),
-            "[--coord-host][localhost][--coord-port][7779][/ck dir/ckpt_a.dmtcp]"
-        );
+        assert_eq!(text.trim(), "[--coord-host][h2][--coord-port][1234][-q][/new place/ckpt_a.dmtcp]");
+        let out = std::process::Command::new(&script).env_remove("DMTCP_COORD_HOST").env_remove("DMTCP_COORD_PORT").output().expect("run");
+        assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "[--coord-host][localhost][--coord-port][7779][/ck dir/ckpt_a.dmtcp]");
         let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]
     fn args_parse() {
-        let a = Args::try_parse_from(["c", "--coord-port", "0", "--exit-on-last", "-i", "5", "-q"])
-            .expect("parse");
+        let a = Args::try_parse_from(["c", "--coord-port", "0", "--exit-on-last", "-i", "5", "-q"]).expect("parse");
         assert_eq!(a.port, Some(0));
         assert_eq!(a.interval, Some(5));
         assert!(a.exit_on_last && a.quiet);

@@ -23,10 +23,7 @@ impl TempDir {
     fn new(name: &str) -> TempDir {
         static N: AtomicU32 = AtomicU32::new(0);
         let n = N.fetch_add(1, Ordering::SeqCst);
-        let p = std::env::temp_dir().join(format!(
-            "dmtcp-coord-test-{}-{name}-{n}",
-            std::process::id()
-        ));
+        let p = std::env::temp_dir().join(format!("dmtcp-coord-test-{}-{name}-{n}", std::process::id()));
         let _ = std::fs::remove_dir_all(&p);
         std::fs::create_dir_all(&p).expect("create temp dir");
         TempDir(p)
@@ -42,10 +39,7 @@ impl Drop for TempDir {
 fn wait_for_port_file(path: &Path) -> u16 {
     let deadline = Instant::now() + LONG;
     loop {
-        if let Some(p) = std::fs::read_to_string(path)
-            .ok()
-            .and_then(|t| t.trim().parse().ok())
-        {
+        if let Some(p) = std::fs::read_to_string(path).ok().and_then(|t| t.trim().parse().ok()) {
             return p;
         }
         assert!(Instant::now() < deadline, "no port file {}", path.display());
@@ -76,11 +70,7 @@ impl Coord {
             .stderr(Stdio::null())
             .spawn()
             .expect("spawn dmtcp_coordinator");
-        let mut c = Coord {
-            child,
-            port: 0,
-            _dir: dir,
-        };
+        let mut c = Coord { child, port: 0, _dir: dir };
         c.port = wait_for_port_file(&pf);
         c
     }
@@ -147,23 +137,10 @@ impl Worker {
         Self::join_with(port, image_dir, prog, interval, delay, true)
     }
 
-    fn join_with(
-        port: u16,
-        image_dir: &Path,
-        prog: &str,
-        interval: u32,
-        delay: Duration,
-        answer: bool,
-    ) -> Worker {
+    fn join_with(port: u16, image_dir: &Path, prog: &str, interval: u32, delay: Duration, answer: bool) -> Worker {
         let mut stream = TcpStream::connect(("127.0.0.1", port)).expect("connect to coordinator");
-        let hello = ToCoord::Hello {
-            unique_pid: format!("{prog}-uid"),
-            pid: 4242,
-            prog: prog.into(),
-            hostname: hostname(),
-            restarted: false,
-            interval,
-        };
+        let hello =
+            ToCoord::Hello { unique_pid: format!("{prog}-uid"), pid: 4242, prog: prog.into(), hostname: hostname(), restarted: false, interval };
         protocol::send(&mut stream, &hello).expect("send Hello");
         match protocol::recv::<_, FromCoord>(&mut stream).expect("Welcome") {
             FromCoord::Welcome { .. } => {}
@@ -177,25 +154,14 @@ impl Worker {
         let flag = Arc::clone(&answered);
         std::thread::spawn(move || {
             while let Ok(msg) = protocol::recv::<_, FromCoord>(&mut r) {
-                if let FromCoord::DoCheckpoint {
-                    generation,
-                    ref ckpt_dir,
-                } = msg
-                {
-                    let d = ckpt_dir
-                        .as_ref()
-                        .map(PathBuf::from)
-                        .unwrap_or_else(|| dir.clone());
+                if let FromCoord::DoCheckpoint { generation, ref ckpt_dir } = msg {
+                    let d = ckpt_dir.as_ref().map(PathBuf::from).unwrap_or_else(|| dir.clone());
                     let image = d.join(format!("ckpt_{prog}_{generation}.dmtcp"));
                     if answer {
                         std::thread::sleep(delay);
                         let _ = std::fs::write(&image, b"fake image");
                         flag.store(true, Ordering::SeqCst);
-                        let done = ToCoord::CheckpointDone {
-                            generation,
-                            image: image.to_string_lossy().into_owned(),
-                            error: None,
-                        };
+                        let done = ToCoord::CheckpointDone { generation, image: image.to_string_lossy().into_owned(), error: None };
                         if protocol::send(&mut r, &done).is_err() {
                             break;
                         }
@@ -206,11 +172,7 @@ impl Worker {
                 }
             }
         });
-        Worker {
-            stream,
-            rx,
-            answered,
-        }
+        Worker { stream, rx, answered }
     }
 
     /// The next message that matches, within 30 s.
@@ -253,10 +215,7 @@ fn status_and_list_text_and_json() {
     assert!(text.contains("Status..."), "{text}");
     assert!(text.contains("NUM_PEERS=1"), "{text}");
     assert!(text.contains("RUNNING=yes"), "{text}");
-    assert!(
-        text.contains("Checkpoint Interval: 0 (checkpoint on demand)"),
-        "{text}"
-    );
+    assert!(text.contains("Checkpoint Interval: 0 (checkpoint on demand)"), "{text}");
 
     let out = command(coord.port, &["--status", "--json"]);
     assert!(out.status.success());
@@ -290,32 +249,18 @@ fn status_and_list_text_and_json() {
 fn blocking_checkpoint_writes_the_restart_script() {
     let coord = Coord::start(&[]);
     let images = TempDir::new("img");
-    let w = Worker::join(
-        coord.port,
-        &images.0,
-        "prog1",
-        0,
-        Duration::from_millis(500),
-    );
+    let w = Worker::join(coord.port, &images.0, "prog1", 0, Duration::from_millis(500));
     let out = command(coord.port, &["-bc", "--json"]);
     assert!(out.status.success(), "{}", stderr(&out));
-    assert!(
-        w.answered.load(Ordering::SeqCst),
-        "-bc returned before the worker answered"
-    );
+    assert!(w.answered.load(Ordering::SeqCst), "-bc returned before the worker answered");
     let v = json(&out);
     assert_eq!(v["command"], "DMT_BLOCKING_CKPT");
     assert_eq!(v["command_status"], "DMT_COORD_SUCCESS");
     let image = images.0.join("ckpt_prog1_1.dmtcp");
     assert_eq!(v["images"][0], image.to_string_lossy().as_ref());
 
-    match w.expect("DoCheckpoint", |m| {
-        matches!(m, FromCoord::DoCheckpoint { .. })
-    }) {
-        FromCoord::DoCheckpoint {
-            generation,
-            ckpt_dir,
-        } => {
+    match w.expect("DoCheckpoint", |m| matches!(m, FromCoord::DoCheckpoint { .. })) {
+        FromCoord::DoCheckpoint { generation, ckpt_dir } => {
             assert_eq!(generation, 1);
             assert_eq!(ckpt_dir, None);
         }
@@ -326,11 +271,7 @@ fn blocking_checkpoint_writes_the_restart_script() {
     let script = images.0.join("dmtcp_restart_script.sh");
     let meta = std::fs::metadata(&script).expect("restart script exists");
     use std::os::unix::fs::PermissionsExt;
-    assert_eq!(
-        meta.permissions().mode() & 0o111,
-        0o111,
-        "restart script is executable"
-    );
+    assert_eq!(meta.permissions().mode() & 0o111, 0o111, "restart script is executable");
     let text = std::fs::read_to_string(&script).expect("read script");
     assert!(text.starts_with("#!/bin/sh"));
     assert!(text.contains("ckpt_prog1_1.dmtcp"), "{text}");
@@ -339,9 +280,7 @@ fn blocking_checkpoint_writes_the_restart_script() {
     // A second checkpoint: non-blocking, generation 2.
     let out = command(coord.port, &["--checkpoint"]);
     assert!(out.status.success(), "{}", stderr(&out));
-    w.expect("DoCheckpoint 2", |m| {
-        matches!(m, FromCoord::DoCheckpoint { generation: 2, .. })
-    });
+    w.expect("DoCheckpoint 2", |m| matches!(m, FromCoord::DoCheckpoint { generation: 2, .. }));
     w.expect("Resume", |m| *m == FromCoord::Resume);
 }
 
@@ -353,9 +292,7 @@ fn ckptdir_is_sent_and_holds_the_script() {
     let w = Worker::join(coord.port, &elsewhere.0, "p2", 0, Duration::ZERO);
     let out = command(coord.port, &["--bcheckpoint"]);
     assert!(out.status.success(), "{}", stderr(&out));
-    match w.expect("DoCheckpoint", |m| {
-        matches!(m, FromCoord::DoCheckpoint { .. })
-    }) {
+    match w.expect("DoCheckpoint", |m| matches!(m, FromCoord::DoCheckpoint { .. })) {
         FromCoord::DoCheckpoint { ckpt_dir, .. } => assert_eq!(ckpt_dir.as_deref(), ck.0.to_str()),
         _ => unreachable!(),
     }
@@ -392,26 +329,18 @@ fn interval_checkpoints() {
     let images = TempDir::new("img");
     let w = Worker::join(coord.port, &images.0, "ticker", 0, Duration::ZERO);
     assert!(command(coord.port, &["--interval", "1"]).status.success());
-    w.expect("interval DoCheckpoint", |m| {
-        matches!(m, FromCoord::DoCheckpoint { .. })
-    });
-    w.expect("second interval DoCheckpoint", |m| {
-        matches!(m, FromCoord::DoCheckpoint { generation: 2, .. })
-    });
+    w.expect("interval DoCheckpoint", |m| matches!(m, FromCoord::DoCheckpoint { .. }));
+    w.expect("second interval DoCheckpoint", |m| matches!(m, FromCoord::DoCheckpoint { generation: 2, .. }));
 
     // From the coordinator's own flag.
     let coord2 = Coord::start(&["--interval", "1"]);
     let w2 = Worker::join(coord2.port, &images.0, "ticker2", 0, Duration::ZERO);
-    w2.expect("interval DoCheckpoint", |m| {
-        matches!(m, FromCoord::DoCheckpoint { .. })
-    });
+    w2.expect("interval DoCheckpoint", |m| matches!(m, FromCoord::DoCheckpoint { .. }));
 
     // Adopted from the worker's Hello (dmtcp_launch --interval).
     let coord3 = Coord::start(&[]);
     let w3 = Worker::join(coord3.port, &images.0, "ticker3", 1, Duration::ZERO);
-    w3.expect("interval DoCheckpoint", |m| {
-        matches!(m, FromCoord::DoCheckpoint { .. })
-    });
+    w3.expect("interval DoCheckpoint", |m| matches!(m, FromCoord::DoCheckpoint { .. }));
     assert!(stdout(&command(coord3.port, &["-s"])).contains("Checkpoint Interval: 1"));
 }
 
@@ -421,9 +350,7 @@ fn worker_request_checkpoint() {
     let images = TempDir::new("img");
     let mut w = Worker::join(coord.port, &images.0, "self", 0, Duration::ZERO);
     protocol::send(&mut w.stream, &ToCoord::RequestCheckpoint).expect("send");
-    w.expect("DoCheckpoint", |m| {
-        matches!(m, FromCoord::DoCheckpoint { .. })
-    });
+    w.expect("DoCheckpoint", |m| matches!(m, FromCoord::DoCheckpoint { .. }));
     w.expect("Resume", |m| *m == FromCoord::Resume);
 }
 
@@ -440,9 +367,7 @@ fn checkpoint_without_peers_and_failed_checkpoint() {
     let bad = Worker::join_with(coord.port, &images.0, "bad", 0, Duration::ZERO, false);
     let port = coord.port;
     let bc = std::thread::spawn(move || command(port, &["-bc", "--json"]));
-    bad.expect("DoCheckpoint", |m| {
-        matches!(m, FromCoord::DoCheckpoint { .. })
-    });
+    bad.expect("DoCheckpoint", |m| matches!(m, FromCoord::DoCheckpoint { .. }));
     // The round waits for `bad`: not running, and a second request is refused.
     let v = json(&command(coord.port, &["-s", "--json"]));
     assert_eq!(v["running"], false);
@@ -468,40 +393,20 @@ fn closed_port_unknown_flag_and_fail_rc() {
     assert_eq!(out.status.code(), Some(99));
     let err = stderr(&out);
     assert_eq!(err.lines().count(), 1, "{err}");
-    assert_eq!(
-        err.trim(),
-        format!("dmtcp_command: coordinator not found at localhost:{port}")
-    );
+    assert_eq!(err.trim(), format!("dmtcp_command: coordinator not found at localhost:{port}"));
 
-    let out = Command::new(CMD)
-        .args(["-p", &port.to_string(), "--status"])
-        .env("DMTCP_FAIL_RC", "42")
-        .output()
-        .expect("run");
+    let out = Command::new(CMD).args(["-p", &port.to_string(), "--status"]).env("DMTCP_FAIL_RC", "42").output().expect("run");
     assert_eq!(out.status.code(), Some(42));
 
-    let out = Command::new(CMD)
-        .env("DMTCP_COORD_PORT", port.to_string())
-        .arg("s")
-        .env_remove("DMTCP_FAIL_RC")
-        .output()
-        .expect("run");
+    let out = Command::new(CMD).env("DMTCP_COORD_PORT", port.to_string()).arg("s").env_remove("DMTCP_FAIL_RC").output().expect("run");
     assert_eq!(out.status.code(), Some(99));
     assert!(stderr(&out).contains(&format!(":{port}")));
 
-    let out = Command::new(CMD)
-        .arg("--no-such-flag")
-        .env_remove("DMTCP_FAIL_RC")
-        .output()
-        .expect("run");
+    let out = Command::new(CMD).arg("--no-such-flag").env_remove("DMTCP_FAIL_RC").output().expect("run");
     assert_eq!(out.status.code(), Some(99));
     assert_eq!(stderr(&out).lines().count(), 1, "{}", stderr(&out));
 
-    let out = Command::new(COORD)
-        .arg("--no-such-flag")
-        .env_remove("DMTCP_FAIL_RC")
-        .output()
-        .expect("run");
+    let out = Command::new(COORD).arg("--no-such-flag").env_remove("DMTCP_FAIL_RC").output().expect("run");
     assert_eq!(out.status.code(), Some(99));
 }
 
@@ -579,16 +484,11 @@ fn daemon_with_port_file() {
     assert!(command(port, &["-q"]).status.success());
     let deadline = Instant::now() + LONG;
     while TcpStream::connect(("127.0.0.1", port)).is_ok() {
-        assert!(
-            Instant::now() < deadline,
-            "daemon still answers after --quit"
-        );
+        assert!(Instant::now() < deadline, "daemon still answers after --quit");
         std::thread::sleep(Duration::from_millis(50));
     }
     let mut text = String::new();
-    std::fs::File::open(&log)
-        .and_then(|mut f| f.read_to_string(&mut text))
-        .expect("log file");
+    std::fs::File::open(&log).and_then(|mut f| f.read_to_string(&mut text)).expect("log file");
     assert!(text.contains("listening on port"), "{text}");
 }
 
@@ -608,9 +508,7 @@ fn garbage_clients_are_dropped() {
 #[test]
 fn ensure_coordinator_starts_and_joins() {
     use dmtcp_engine::protocol::{Command as C, CommandStatus};
-    use dmtcp_rs::coord_client::{
-        ensure_coordinator, send_command, CoordAddr, CoordError, CoordMode,
-    };
+    use dmtcp_rs::coord_client::{ensure_coordinator, send_command, CoordAddr, CoordError, CoordMode};
     // ensure_coordinator finds dmtcp_coordinator beside the running exe or on PATH; a test
     // binary lives in target/*/deps, so put the built commands on PATH.
     let bin_dir = Path::new(COORD).parent().expect("bin dir").to_path_buf();
@@ -619,38 +517,22 @@ fn ensure_coordinator_starts_and_joins() {
     dirs.extend(std::env::split_paths(&path));
     std::env::set_var("PATH", std::env::join_paths(dirs).expect("PATH"));
 
-    let addr = CoordAddr {
-        host: "127.0.0.1".into(),
-        port: 0,
-    };
-    let actual =
-        ensure_coordinator(&addr, CoordMode::New, Some(7), None).expect("start coordinator");
+    let addr = CoordAddr { host: "127.0.0.1".into(), port: 0 };
+    let actual = ensure_coordinator(&addr, CoordMode::New, Some(7), None).expect("start coordinator");
     assert_ne!(actual.port, 0);
     let _guard = DaemonGuard(actual.port);
     let r = send_command(&actual, C::Status).expect("status");
     assert_eq!(r.status, CommandStatus::Success);
     assert_eq!(r.interval, 7);
-    assert_eq!(
-        ensure_coordinator(&actual, CoordMode::Join, None, None).expect("join"),
-        actual
-    );
-    assert_eq!(
-        ensure_coordinator(&actual, CoordMode::Default, None, None).expect("default"),
-        actual
-    );
-    assert!(matches!(
-        ensure_coordinator(&actual, CoordMode::New, None, None),
-        Err(CoordError::AlreadyRunning { .. })
-    ));
+    assert_eq!(ensure_coordinator(&actual, CoordMode::Join, None, None).expect("join"), actual);
+    assert_eq!(ensure_coordinator(&actual, CoordMode::Default, None, None).expect("default"), actual);
+    assert!(matches!(ensure_coordinator(&actual, CoordMode::New, None, None), Err(CoordError::AlreadyRunning { .. })));
 
     // Racing starters (one dmtcp_restart per image) all end up at the one coordinator.
     let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     let port = l.local_addr().expect("addr").port();
     drop(l);
-    let fixed = CoordAddr {
-        host: "localhost".into(),
-        port,
-    };
+    let fixed = CoordAddr { host: "localhost".into(), port };
     let _guard2 = DaemonGuard(port);
     let racers: Vec<_> = (0..3)
         .map(|_| {
@@ -662,12 +544,6 @@ fn ensure_coordinator_starts_and_joins() {
         let got = r.join().expect("racer thread").expect("ensure_coordinator");
         assert_eq!(got, fixed);
     }
-    assert_eq!(
-        send_command(&fixed, C::Status).expect("status").num_peers,
-        0
-    );
-    assert_eq!(
-        send_command(&actual, C::Quit).expect("quit").status,
-        CommandStatus::Success
-    );
+    assert_eq!(send_command(&fixed, C::Status).expect("status").num_peers, 0);
+    assert_eq!(send_command(&actual, C::Quit).expect("quit").status, CommandStatus::Success);
 }

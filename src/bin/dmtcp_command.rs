@@ -73,8 +73,7 @@ fn preprocess(args: impl IntoIterator<Item = String>) -> Vec<String> {
         let mapped = match a.as_str() {
             "-bc" => "--bcheckpoint",
             "-kc" => "--kcheckpoint",
-            "-h" | "--coord-host" | "--host" | "-p" | "--coord-port" | "--port" | "-i"
-            | "--interval" => {
+            "-h" | "--coord-host" | "--host" | "-p" | "--coord-port" | "--port" | "-i" | "--interval" => {
                 takes_value = true;
                 ""
             }
@@ -97,11 +96,7 @@ fn preprocess(args: impl IntoIterator<Item = String>) -> Vec<String> {
             }
             _ => "",
         };
-        out.push(if mapped.is_empty() {
-            a
-        } else {
-            mapped.to_string()
-        });
+        out.push(if mapped.is_empty() { a } else { mapped.to_string() });
     }
     out
 }
@@ -117,11 +112,7 @@ fn parse(argv: Vec<String>) -> Args {
                 std::process::exit(0);
             }
             let text = e.to_string();
-            let first = text
-                .lines()
-                .next()
-                .unwrap_or("invalid command line")
-                .trim_start_matches("error: ");
+            let first = text.lines().next().unwrap_or("invalid command line").trim_start_matches("error: ");
             die(PROG, format!("{first} (try --help)"))
         }
     }
@@ -130,29 +121,11 @@ fn parse(argv: Vec<String>) -> Args {
 /// The request and DMTCP's name for it.
 fn command_of(a: &Args) -> (Command, &'static str) {
     if a.checkpoint {
-        (
-            Command::Checkpoint {
-                blocking: false,
-                kill_after: false,
-            },
-            "DMT_CHECKPOINT",
-        )
+        (Command::Checkpoint { blocking: false, kill_after: false }, "DMT_CHECKPOINT")
     } else if a.bcheckpoint {
-        (
-            Command::Checkpoint {
-                blocking: true,
-                kill_after: false,
-            },
-            "DMT_BLOCKING_CKPT",
-        )
+        (Command::Checkpoint { blocking: true, kill_after: false }, "DMT_BLOCKING_CKPT")
     } else if a.kcheckpoint {
-        (
-            Command::Checkpoint {
-                blocking: true,
-                kill_after: true,
-            },
-            "DMT_KILL_AFTER_CKPT",
-        )
+        (Command::Checkpoint { blocking: true, kill_after: true }, "DMT_KILL_AFTER_CKPT")
     } else if a.list {
         (Command::List, "DMT_LIST")
     } else if let Some(s) = a.interval {
@@ -176,13 +149,7 @@ fn status_name(s: CommandStatus) -> &'static str {
     }
 }
 
-fn json_of(
-    name: &str,
-    addr: &CoordAddr,
-    status: CommandStatus,
-    reply: Option<&CommandReply>,
-    cmd: &Command,
-) -> serde_json::Value {
+fn json_of(name: &str, addr: &CoordAddr, status: CommandStatus, reply: Option<&CommandReply>, cmd: &Command) -> serde_json::Value {
     let mut v = serde_json::json!({
         "schema_version": 1,
         "command": name,
@@ -223,25 +190,13 @@ fn print_text(addr: &CoordAddr, cmd: &Command, r: &CommandReply) {
     match cmd {
         Command::Status => {
             println!("Coordinator:\n  Host: {}\n  Port: {}", addr.host, addr.port);
-            println!(
-                "Status...\n  NUM_PEERS={}\n  RUNNING={}",
-                r.num_peers,
-                if r.running { "yes" } else { "no" }
-            );
+            println!("Status...\n  NUM_PEERS={}\n  RUNNING={}", r.num_peers, if r.running { "yes" } else { "no" });
             println!("Checkpoint Interval: {}", interval_text(r.interval));
         }
         Command::List => {
             println!("Client List:\n#, PROG[PID]@HOST, DMTCP-UNIQUEPID, STATE");
             for (i, p) in r.peers.iter().enumerate() {
-                println!(
-                    "{}, {}[{}]@{}, {}, {}",
-                    i + 1,
-                    p.prog,
-                    p.pid,
-                    p.hostname,
-                    p.unique_pid,
-                    p.state
-                );
+                println!("{}, {}[{}]@{}, {}, {}", i + 1, p.prog, p.pid, p.hostname, p.unique_pid, p.state);
             }
         }
         Command::SetInterval(_) => println!("Checkpoint Interval: {}", interval_text(r.interval)),
@@ -275,10 +230,7 @@ fn main() {
         Err(e) => {
             if args.json {
                 // Every way of failing to talk to it is, to the user, "not running".
-                println!(
-                    "{}",
-                    json_of(name, &addr, CommandStatus::NotRunning, None, &cmd)
-                );
+                println!("{}", json_of(name, &addr, CommandStatus::NotRunning, None, &cmd));
             }
             eprintln!("{PROG}: {e}");
             std::process::exit(fail_rc());
@@ -297,15 +249,9 @@ mod tests {
     #[test]
     fn two_letter_flags_and_old_forms() {
         assert_eq!(pre(&["x", "-bc"]), ["x", "--bcheckpoint"]);
-        assert_eq!(
-            pre(&["x", "-p", "7", "-kc"]),
-            ["x", "-p", "7", "--kcheckpoint"]
-        );
+        assert_eq!(pre(&["x", "-p", "7", "-kc"]), ["x", "-p", "7", "--kcheckpoint"]);
         assert_eq!(pre(&["x", "s"]), ["x", "--status"]);
-        assert_eq!(
-            pre(&["x", "-h", "s", "c"]),
-            ["x", "-h", "s", "--checkpoint"]
-        );
+        assert_eq!(pre(&["x", "-h", "s", "c"]), ["x", "-h", "s", "--checkpoint"]);
         assert_eq!(pre(&["x", "i", "30"]), ["x", "--interval", "30"]);
         assert_eq!(pre(&["x", "-i", "c"]), ["x", "-i", "c"]);
     }
