@@ -51,6 +51,21 @@ impl DmtcpAlloc {
     }
 }
 
+impl DmtcpAlloc {
+    /// In a restored process: the image holds our allocator state as of the end of the write,
+    /// but only the chunks that existed when the memory map was read. Blocks and bump space
+    /// from chunks mapped later may be missing, so start over with fresh chunks. Live blocks
+    /// from before the checkpoint stay valid; free ones are forgotten (a small, bounded leak:
+    /// the writer's large buffers are mapped directly, not kept in free lists).
+    pub fn forget_unsaved_chunks(&self) {
+        self.with_lock(|s| {
+            s.free = [0; CLASSES];
+            s.bump = [0; CLASSES];
+            s.bump_end = [0; CLASSES];
+        })
+    }
+}
+
 impl Default for DmtcpAlloc {
     fn default() -> Self {
         Self::new()

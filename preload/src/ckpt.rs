@@ -161,6 +161,10 @@ fn checkpoint_round(stream: &mut TcpStream, generation: u64, ckpt_dir: Option<St
 /// In the restored process, on the checkpoint thread: dmtcp_restart put a fresh coordinator
 /// connection at our fd; the loader's copy is still mapped and the other threads wait.
 fn after_restart(stream: &mut TcpStream) {
+    // Before anything allocates (see alloc.rs).
+    crate::ALLOC.forget_unsaved_chunks();
+    // SAFETY: PR_SET_NAME reads a NUL-terminated name of at most 16 bytes.
+    unsafe { libc::prctl(libc::PR_SET_NAME, c"dmtcp_ckpt".as_ptr()) };
     threads::wait_restored_checkins(NUM_PARKED.load(Acquire));
     // SAFETY: the loader wrote RESTART_INFO before any thread ran.
     let info = unsafe { *RESTART_INFO.0.get() };

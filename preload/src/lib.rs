@@ -16,7 +16,7 @@ use core::sync::atomic::Ordering::Relaxed;
 
 /// Our Rust code never calls glibc malloc (see alloc.rs).
 #[global_allocator]
-static ALLOC: alloc::DmtcpAlloc = alloc::DmtcpAlloc::new();
+pub(crate) static ALLOC: alloc::DmtcpAlloc = alloc::DmtcpAlloc::new();
 
 #[used]
 #[unsafe(link_section = ".init_array")]
