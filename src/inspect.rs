@@ -1,1 +1,135 @@
+//! dmtcp_inspect: a summary of checkpoint images (DMTCP's readdmtcp.sh), as text or JSON.
 
+use dmtcp_engine::image::reader::ImageInfo;
+use dmtcp_engine::layout::{AreaKind, AreaRecord, PROT_EXEC, PROT_READ, PROT_WRITE, THREAD_IS_CKPT, THREAD_IS_MAIN};
+use serde_json::{json, Value};
+use std::fmt::Write;
+
+fn perms(a: &AreaRecord) -> String {
+    let shared = a.area_kind() != AreaKind::Private;
+    [(PROT_READ, 'r'), (PROT_WRITE, 'w'), (PROT_EXEC, 'x')]
+        .iter()
+        .map(|&(bit, c)| if a.prot & bit != 0 { c } else { '-' })
+        .chain([if shared { 's' } else { 'p' }])
+        .collect()
+}
+
+fn kind_name(a: &AreaRecord) -> &'static str {
+    match a.area_kind() {
+        AreaKind::Private => "private",
+        AreaKind::SharedFile => "shared-file",
+        AreaKind::SharedAnon => "shared-anon",
+    }
+}
+
+fn thread_role(flags: u32) -> &'static str {
+    if flags & THREAD_IS_MAIN != 0 {
+        "main"
+    } else if flags & THREAD_IS_CKPT != 0 {
+        "checkpoint"
+    } else {
+        "user"
+    }
+}
+
+fn comm(c: &[u8; 16]) -> String {
+    String::from_utf8_lossy(&c[..c.iter().position(|&b| b == 0).unwrap_or(16)]).into_owned()
+}
+
+/// One JSON object describing the image.
+pub fn to_json(path: &str, info: &ImageInfo) -> Value {
+    let h = &info.header;
+    let m = &info.meta;
+    json!({
+        "file": path,
+        "format_version": format!("{}.{}", h.major, h.minor),
+        "compressed": info.compressed,
+        "file_size": info.file_len,
+        "cpu": h.cpu().map_or("unknown", |c| c.name()),
+        "word_bits": h.word_bits,
+        "page_size": h.page_size,
+        "kernel": h.kernel_release_str(),
+        "libc": m.libc_version,
+        "hwcap": format!("{:#x}", h.hwcap),
+        "hwcap2": format!("{:#x}", h.hwcap2),
+        "program": m.prog,
+        "argv": m.argv,
+        "exe": m.exe,
+        "pid": m.pid,
+        "ppid": m.ppid,
+        "unique_pid": m.unique_pid,
+        "hostname": m.hostname,
+        "cwd": m.cwd,
+        "generation": m.generation,
+        "checkpoint_time": m.ckpt_time,
+        "threads": info.threads.iter().map(|t| json!({
+            "tid": t.tid,
+            "role": thread_role(t.flags),
+            "name": comm(&t.comm),
+            "tls": format!("{:#x}", t.tls),
+        })).collect::<Vec<_>>(),
+        "areas": info.areas.iter().map(|a| json!({
+            "start": format!("{:#x}", a.start),
+            "end": format!("{:#x}", a.end),
+            "size": a.len(),
+            "perms": perms(a),
+            "kind": kind_name(a),
+            "path": info.area_path(a),
+            "stored_bytes": a.data_len,
+            "stored_pages": a.data_len / h.page_size as u64,
+        })).collect::<Vec<_>>(),
+        "fds": m.fds.iter().map(|f| json!({
+            "fd": f.fd,
+            "kind": format!("{:?}", f.kind),
+            "path": f.path,
+            "flags": format!("{:#o}", f.flags),
+            "offset": f.offset,
+        })).collect::<Vec<_>>(),
+    })
+}
+
+/// Human-readable summary.
+pub fn to_text(path: &str, info: &ImageInfo) -> String {
+    let h = &info.header;
+    let m = &info.meta;
+    let mut s = String::new();
+    let _ = writeln!(s, "{path}");
+    let _ =
+        writeln!(s, "  format {}.{} ({}), {} bytes on disk", h.major, h.minor, if info.compressed { "gzip" } else { "uncompressed" }, info.file_len);
+    let _ = writeln!(
+        s,
+        "  cpu {} ({}-bit), page size {}, kernel {}, libc {}",
+        h.cpu().map_or("unknown", |c| c.name()),
+        h.word_bits,
+        h.page_size,
+        h.kernel_release_str(),
+        m.libc_version
+    );
+    let _ = writeln!(s, "  program {} (pid {}, ppid {}, unique pid {}) on {}", m.prog, m.pid, m.ppid, m.unique_pid, m.hostname);
+    let _ = writeln!(s, "  argv {:?}", m.argv);
+    let _ = writeln!(s, "  cwd {}; checkpoint generation {} at {} (unix time)", m.cwd, m.generation, m.ckpt_time);
+    let _ = writeln!(s, "  threads ({}):", info.threads.len());
+    for t in &info.threads {
+        let _ = writeln!(s, "    tid {:<8} {:<10} {:<16} tls {:#x}", t.tid, thread_role(t.flags), comm(&t.comm), t.tls);
+    }
+    let stored: u64 = info.areas.iter().map(|a| a.data_len).sum();
+    let _ = writeln!(s, "  memory areas ({}, {} bytes stored):", info.areas.len(), stored);
+    for a in &info.areas {
+        let _ = writeln!(
+            s,
+            "    {:012x}-{:012x} {} {:>10} {:<11} stored {:>10}  {}",
+            a.start,
+            a.end,
+            perms(a),
+            a.len(),
+            kind_name(a),
+            a.data_len,
+            info.area_path(a)
+        );
+    }
+    let _ = writeln!(s, "  file descriptors ({}):", m.fds.len());
+    for f in &m.fds {
+        let _ = writeln!(s, "    {:>4} {:<10} flags {:#o} offset {:<8} {}", f.fd, format!("{:?}", f.kind), f.flags, f.offset, f.path);
+    }
+    s
+}

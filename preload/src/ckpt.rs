@@ -77,6 +77,9 @@ fn run() {
     // the application's threads; after a restart this thread runs with all blocked too.
     let all: u64 = !0;
     let _ = dmtcp_arch::rt_sigprocmask(libc::SIG_SETMASK, Some(&all), None);
+    if config::get().coord_port == 0 {
+        return; // dmtcp_launch --no-coordinator
+    }
     let mut stream = match connect() {
         Ok(s) => s,
         Err(e) => {
