@@ -42,3 +42,6 @@ impl ImageError {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -8,6 +8,7 @@ use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom};
 use std::path::Path;
 
+#[derive(Debug)]
 pub struct ImageInfo {
     pub header: FileHeader,
     pub threads: Vec<ThreadRecord>,
