@@ -195,7 +195,7 @@ pub fn suspend_all(ckpt_signal: i32) -> usize {
             if tid == 0 || s.sp.load(Acquire) != 0 {
                 continue;
             }
-            if (added || rounds % 100 == 0) && sys::tgkill(pid, tid, ckpt_signal).is_err() {
+            if (added || rounds.is_multiple_of(100)) && sys::tgkill(pid, tid, ckpt_signal).is_err() {
                 s.tid.store(0, Release); // gone
                 continue;
             }
