@@ -13,14 +13,17 @@ cfg_if::cfg_if! {
     if #[cfg(target_arch = "x86_64")] {
         #[path = "x86_64.rs"]
         mod cpu;
+    } else if #[cfg(target_arch = "x86")] {
+        #[path = "x86.rs"]
+        mod cpu;
     } else {
         compile_error!("dmtcp-arch: this CPU is not supported yet");
     }
 }
 
 pub use cpu::{
-    get_tls, park, restore_current_thread_tls, resume_context, save_and_run, spawn_restored_thread, switch_stack_and_call, KernelSigaction, CPU,
-    DEFAULT_PAGE_SIZE, RELATIVE_RELOC, RELOCS_HAVE_ADDEND, RSEQ_SIG, TLS_AUX_UNUSED, WORD_BITS,
+    current_tls, park, restore_current_thread_tls, resume_context, save_and_run, spawn_restored_thread, switch_stack_and_call, CPU, DEFAULT_PAGE_SIZE,
+    RELATIVE_RELOC, RELOCS_HAVE_ADDEND, RSEQ_SIG, WORD_BITS,
 };
 pub use syscalls::{Errno, Sysno};
 
@@ -58,12 +61,30 @@ pub fn rt_sigprocmask(how: i32, new: Option<&u64>, old: Option<&mut u64>) -> Res
     unsafe { syscalls::syscall4(Sysno::rt_sigprocmask, how as usize, new_ptr, old_ptr, 8) }.map(|_| ())
 }
 
+const MASK_WORDS: usize = 64 / usize::BITS as usize;
+
+/// The kernel's `struct sigaction` for rt_sigaction. Every CPU we support has the same field
+/// order (handler, flags, restorer, 64-bit mask in native words: 4-byte aligned on 32-bit ARM).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct KernelSigaction {
+    pub handler: usize,
+    pub flags: usize,
+    pub restorer: usize,
+    pub mask: [usize; MASK_WORDS],
+}
+
 impl KernelSigaction {
     pub fn from_record(r: &dmtcp_layout::SigactionRecord) -> Self {
-        KernelSigaction { handler: r.handler as usize, flags: r.flags as usize, restorer: r.restorer as usize, mask: r.mask }
+        let mut mask = [0usize; MASK_WORDS];
+        for (i, w) in mask.iter_mut().enumerate() {
+            *w = (r.mask >> (i as u32 * usize::BITS)) as usize;
+        }
+        KernelSigaction { handler: r.handler as usize, flags: r.flags as usize, restorer: r.restorer as usize, mask }
     }
 
     pub fn to_record(&self) -> dmtcp_layout::SigactionRecord {
-        dmtcp_layout::SigactionRecord { handler: self.handler as u64, flags: self.flags as u64, restorer: self.restorer as u64, mask: self.mask }
+        let mask = self.mask.iter().enumerate().fold(0u64, |m, (i, &w)| m | ((w as u64) << (i as u32 * usize::BITS)));
+        dmtcp_layout::SigactionRecord { handler: self.handler as u64, flags: self.flags as u64, restorer: self.restorer as u64, mask }
     }
 }

@@ -14,28 +14,16 @@ pub const RSEQ_SIG: u32 = 0x5305_3053;
 /// R_X86_64_RELATIVE; x86_64 uses RELA (explicit addends).
 pub const RELATIVE_RELOC: u32 = 8;
 pub const RELOCS_HAVE_ADDEND: bool = true;
-/// x86_64 keeps all TLS state in one register.
-pub const TLS_AUX_UNUSED: u64 = 0;
 
 const ARCH_SET_FS: usize = 0x1002;
 const ARCH_GET_FS: usize = 0x1003;
 
-/// The kernel's `struct sigaction` for rt_sigaction on this CPU.
-#[repr(C)]
-#[derive(Clone, Copy, Debug, Default)]
-pub struct KernelSigaction {
-    pub handler: usize,
-    pub flags: usize,
-    pub restorer: usize,
-    pub mask: u64,
-}
-
-/// The thread pointer (FS base).
-pub fn get_tls() -> usize {
+/// The calling thread's TLS: (thread pointer = FS base, unused).
+pub fn current_tls() -> (u64, u64) {
     let mut fs: usize = 0;
     // SAFETY: ARCH_GET_FS writes one word to the valid pointer given.
     let _ = unsafe { syscall2(Sysno::arch_prctl, ARCH_GET_FS, &mut fs as *mut usize as usize) };
-    fs
+    (fs as u64, 0)
 }
 
 /// Save the callee-saved registers on the stack, publish the stack pointer in `*sp_slot`, then

@@ -63,8 +63,7 @@ const PR_GET_TID_ADDRESS: usize = 40;
 pub fn describe_current_thread(rec: &mut ThreadRecord) {
     rec.tid = sys::gettid();
     rec.flags = if rec.tid == sys::getpid() { THREAD_IS_MAIN } else { 0 };
-    rec.tls = dmtcp_arch::get_tls() as u64;
-    rec.tls_aux = dmtcp_arch::TLS_AUX_UNUSED;
+    (rec.tls, rec.tls_aux) = dmtcp_arch::current_tls();
     let mut tid_address: usize = 0;
     // SAFETY: PR_GET_TID_ADDRESS writes one word to the pointer.
     if unsafe { syscalls::syscall2(syscalls::Sysno::prctl, PR_GET_TID_ADDRESS, &mut tid_address as *mut usize as usize) }.is_ok() {
