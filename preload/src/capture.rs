@@ -13,7 +13,7 @@ use std::path::PathBuf;
 
 fn page_size() -> u64 {
     // SAFETY: getauxval reads the saved auxiliary vector.
-    let p = unsafe { libc::getauxval(libc::AT_PAGESZ) };
+    let p = unsafe { libc::getauxval(libc::AT_PAGESZ) } as u64;
     if p == 0 {
         dmtcp_arch::DEFAULT_PAGE_SIZE as u64
     } else {
@@ -141,9 +141,9 @@ pub fn write_checkpoint(generation: u64, dir_override: Option<&str>) -> Result<S
     header.mm = mm_fields();
     header.ckpt_signal = cfg.ckpt_signal as u32;
     // SAFETY: getauxval reads the saved auxiliary vector.
-    header.hwcap = unsafe { libc::getauxval(libc::AT_HWCAP) };
+    header.hwcap = unsafe { libc::getauxval(libc::AT_HWCAP) } as u64;
     // SAFETY: as above.
-    header.hwcap2 = unsafe { libc::getauxval(libc::AT_HWCAP2) };
+    header.hwcap2 = unsafe { libc::getauxval(libc::AT_HWCAP2) } as u64;
     header.kernel_release = kernel_release();
     let thread_table = thread_records();
     let sigs = sigactions();

@@ -69,7 +69,26 @@ pub unsafe fn locate(phdr: usize, phnum: usize, page: usize) -> Option<SelfImage
         }
         i += 1;
     }
-    let base = base?;
+    // GNU ld writes no PT_PHDR for a static PIE: the program headers then follow the ELF
+    // header at file offset 0, mapped at link address 0.
+    let base = match base {
+        Some(b) => b,
+        None => {
+            let ehdr_size = if core::mem::size_of::<usize>() == 8 { 64 } else { 52 };
+            let b = phdr - ehdr_size;
+            // SAFETY: the first PT_LOAD maps the ELF header at `b` if our assumption holds;
+            // magic and e_phoff are checked before trusting it.
+            let (magic, phoff) = unsafe {
+                let m = *(b as *const [u8; 4]);
+                let off = if ehdr_size == 64 { *((b + 32) as *const u64) as usize } else { *((b + 28) as *const u32) as usize };
+                (m, off)
+            };
+            if magic != [0x7f, b'E', b'L', b'F'] || phoff != ehdr_size {
+                return None;
+            }
+            b
+        }
+    };
     let (mut lo, mut hi, mut dynamic) = (usize::MAX, 0usize, 0usize);
     let mut i = 0;
     while i < phnum {
