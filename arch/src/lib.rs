@@ -16,6 +16,12 @@ cfg_if::cfg_if! {
     } else if #[cfg(target_arch = "x86")] {
         #[path = "x86.rs"]
         mod cpu;
+    } else if #[cfg(target_arch = "aarch64")] {
+        #[path = "aarch64.rs"]
+        mod cpu;
+    } else if #[cfg(target_arch = "arm")] {
+        #[path = "arm.rs"]
+        mod cpu;
     } else {
         compile_error!("dmtcp-arch: this CPU is not supported yet");
     }

@@ -1,0 +1,251 @@
+//! AArch64: saved context layout, thread creation for restore, TLS (TPIDR_EL0), loader entry.
+//!
+//! Runs in signal handlers and in the static loader: no allocation, no locks, no libc.
+
+use crate::ThreadResume;
+use dmtcp_layout::Cpu;
+use syscalls::{syscall1, syscall2, Errno, Sysno};
+
+pub const CPU: Cpu = Cpu::Aarch64;
+pub const WORD_BITS: u8 = 64;
+/// The kernel may use 4, 16 or 64 KiB pages: the real size comes from AT_PAGESZ.
+pub const DEFAULT_PAGE_SIZE: usize = 4096;
+/// glibc's RSEQ_SIG for AArch64 (a `brk #0x45e0`).
+pub const RSEQ_SIG: u32 = 0xd428_bc00;
+/// R_AARCH64_RELATIVE; AArch64 uses RELA.
+pub const RELATIVE_RELOC: u32 = 1027;
+pub const RELOCS_HAVE_ADDEND: bool = true;
+
+/// The calling thread's TLS: (TPIDR_EL0, unused).
+pub fn current_tls() -> (u64, u64) {
+    let tp: u64;
+    // SAFETY: reading the thread pointer register has no side effects.
+    unsafe { core::arch::asm!("mrs {0}, tpidr_el0", out(reg) tp, options(nomem, nostack, preserves_flags)) };
+    (tp, 0)
+}
+
+/// See the x86_64 module. Frame: x19-x30, d8-d15, FPCR (176 bytes).
+///
+/// # Safety
+/// As on x86_64.
+#[unsafe(naked)]
+pub unsafe extern "C" fn park(sp_slot: *mut usize, wait_word: *const u32, wait_value: u32) -> usize {
+    core::arch::naked_asm!(
+        "sub sp, sp, #176",
+        "stp x19, x20, [sp, #0]",
+        "stp x21, x22, [sp, #16]",
+        "stp x23, x24, [sp, #32]",
+        "stp x25, x26, [sp, #48]",
+        "stp x27, x28, [sp, #64]",
+        "stp x29, x30, [sp, #80]",
+        "stp d8, d9, [sp, #96]",
+        "stp d10, d11, [sp, #112]",
+        "stp d12, d13, [sp, #128]",
+        "stp d14, d15, [sp, #144]",
+        "mrs x9, fpcr",
+        "str x9, [sp, #160]",
+        "mov x9, sp",
+        "str x9, [x0]",
+        "mov x19, x1",
+        "mov w20, w2",
+        "2:",
+        "ldr w9, [x19]",
+        "cmp w9, w20",
+        "b.ne 3f",
+        "mov x0, x19",
+        "mov x1, #128", // FUTEX_WAIT_PRIVATE
+        "mov w2, w20",
+        "mov x3, #0",
+        "mov x8, #98", // futex
+        "svc #0",
+        "b 2b",
+        "3:",
+        "mov x0, #0",
+        "ldr x9, [sp, #160]",
+        "msr fpcr, x9",
+        "ldp d14, d15, [sp, #144]",
+        "ldp d12, d13, [sp, #128]",
+        "ldp d10, d11, [sp, #112]",
+        "ldp d8, d9, [sp, #96]",
+        "ldp x29, x30, [sp, #80]",
+        "ldp x27, x28, [sp, #64]",
+        "ldp x25, x26, [sp, #48]",
+        "ldp x23, x24, [sp, #32]",
+        "ldp x21, x22, [sp, #16]",
+        "ldp x19, x20, [sp, #0]",
+        "add sp, sp, #176",
+        "ret",
+    )
+}
+
+/// See the x86_64 module.
+///
+/// # Safety
+/// As on x86_64.
+#[unsafe(naked)]
+pub unsafe extern "C" fn save_and_run(sp_slot: *mut usize, f: extern "C" fn(*mut u8), arg: *mut u8) -> usize {
+    core::arch::naked_asm!(
+        "sub sp, sp, #176",
+        "stp x19, x20, [sp, #0]",
+        "stp x21, x22, [sp, #16]",
+        "stp x23, x24, [sp, #32]",
+        "stp x25, x26, [sp, #48]",
+        "stp x27, x28, [sp, #64]",
+        "stp x29, x30, [sp, #80]",
+        "stp d8, d9, [sp, #96]",
+        "stp d10, d11, [sp, #112]",
+        "stp d12, d13, [sp, #128]",
+        "stp d14, d15, [sp, #144]",
+        "mrs x9, fpcr",
+        "str x9, [sp, #160]",
+        "mov x9, sp",
+        "str x9, [x0]",
+        "mov x0, x2",
+        "blr x1",
+        "mov x0, #0",
+        "ldr x9, [sp, #160]",
+        "msr fpcr, x9",
+        "ldp d14, d15, [sp, #144]",
+        "ldp d12, d13, [sp, #128]",
+        "ldp d10, d11, [sp, #112]",
+        "ldp d8, d9, [sp, #96]",
+        "ldp x29, x30, [sp, #80]",
+        "ldp x27, x28, [sp, #64]",
+        "ldp x25, x26, [sp, #48]",
+        "ldp x23, x24, [sp, #32]",
+        "ldp x21, x22, [sp, #16]",
+        "ldp x19, x20, [sp, #0]",
+        "add sp, sp, #176",
+        "ret",
+    )
+}
+
+/// See the x86_64 module.
+///
+/// # Safety
+/// As on x86_64.
+#[unsafe(naked)]
+pub unsafe extern "C" fn resume_context(sp: usize) -> ! {
+    core::arch::naked_asm!(
+        "mov sp, x0",
+        "mov x0, #1",
+        "ldr x9, [sp, #160]",
+        "msr fpcr, x9",
+        "ldp d14, d15, [sp, #144]",
+        "ldp d12, d13, [sp, #128]",
+        "ldp d10, d11, [sp, #112]",
+        "ldp d8, d9, [sp, #96]",
+        "ldp x29, x30, [sp, #80]",
+        "ldp x27, x28, [sp, #64]",
+        "ldp x25, x26, [sp, #48]",
+        "ldp x23, x24, [sp, #32]",
+        "ldp x21, x22, [sp, #16]",
+        "ldp x19, x20, [sp, #0]",
+        "add sp, sp, #176",
+        "ret",
+    )
+}
+
+const CLONE_VM: usize = 0x100;
+const CLONE_FS: usize = 0x200;
+const CLONE_FILES: usize = 0x400;
+const CLONE_SIGHAND: usize = 0x800;
+const CLONE_THREAD: usize = 0x10000;
+const CLONE_SYSVSEM: usize = 0x40000;
+const CLONE_SETTLS: usize = 0x80000;
+const CLONE_PARENT_SETTID: usize = 0x100000;
+const CLONE_CHILD_CLEARTID: usize = 0x200000;
+
+/// See the x86_64 module. clone's argument order here is flags, stack, ptid, tls, ctid.
+///
+/// # Safety
+/// As on x86_64.
+pub unsafe fn spawn_restored_thread(t: &ThreadResume) -> Result<u32, Errno> {
+    let mut flags = CLONE_VM | CLONE_FS | CLONE_FILES | CLONE_SIGHAND | CLONE_THREAD | CLONE_SYSVSEM | CLONE_SETTLS;
+    if t.tid_address != 0 {
+        flags |= CLONE_PARENT_SETTID | CLONE_CHILD_CLEARTID;
+    }
+    let ret: isize;
+    // SAFETY: the child never returns into Rust: it runs only the instructions below, on the
+    // restored thread's own stack, then jumps into its saved context.
+    core::arch::asm!(
+        "mov x8, #220", // clone
+        "svc #0",
+        "cbnz x0, 2f",
+        "cbz x20, 3f",
+        "mov x0, x20",
+        "mov x1, x21",
+        "mov x8, #99", // set_robust_list
+        "svc #0",
+        "3:",
+        "cbz x22, 4f",
+        "mov x0, x22",
+        "mov w1, w23",
+        "mov x2, #0",
+        "mov w3, w24",
+        "mov x8, #293", // rseq
+        "svc #0",
+        "4:",
+        "mov x0, sp",
+        "b {resume}",
+        "2:",
+        resume = sym resume_context,
+        inlateout("x0") flags => ret,
+        in("x1") t.sp,
+        in("x2") t.tid_address,
+        in("x3") t.tls,
+        in("x4") t.tid_address,
+        in("x20") t.robust_head,
+        in("x21") t.robust_len,
+        in("x22") t.rseq_addr,
+        in("x23") t.rseq_len as usize,
+        in("x24") t.rseq_sig as usize,
+        out("x8") _,
+        options(nostack),
+    );
+    if ret < 0 {
+        Err(Errno::new((-ret) as i32))
+    } else {
+        Ok(ret as u32)
+    }
+}
+
+/// See the x86_64 module.
+///
+/// # Safety
+/// As on x86_64.
+pub unsafe fn restore_current_thread_tls(t: &ThreadResume) -> Result<(), Errno> {
+    core::arch::asm!("msr tpidr_el0, {0}", in(reg) t.tls, options(nomem, nostack, preserves_flags));
+    if t.tid_address != 0 {
+        let tid = syscall1(Sysno::set_tid_address, t.tid_address)?;
+        core::ptr::write_volatile(t.tid_address as *mut u32, tid as u32);
+    }
+    if t.robust_head != 0 {
+        syscall2(Sysno::set_robust_list, t.robust_head, t.robust_len)?;
+    }
+    if t.rseq_addr != 0 {
+        let _ = syscalls::syscall4(Sysno::rseq, t.rseq_addr, t.rseq_len as usize, 0, t.rseq_sig as usize);
+    }
+    Ok(())
+}
+
+/// See the x86_64 module.
+///
+/// # Safety
+/// As on x86_64.
+#[unsafe(naked)]
+pub unsafe extern "C" fn switch_stack_and_call(sp: usize, f: extern "C" fn(usize) -> !, arg: usize) -> ! {
+    core::arch::naked_asm!("mov sp, x0", "mov x0, x2", "mov x29, #0", "mov x30, #0", "blr x1", "brk #0")
+}
+
+/// Define the static loader's `_start`, which calls `$main(initial_sp: *const usize) -> !`.
+#[macro_export]
+macro_rules! define_loader_entry {
+    ($main:path) => {
+        #[unsafe(naked)]
+        #[unsafe(no_mangle)]
+        pub unsafe extern "C" fn _start() -> ! {
+            core::arch::naked_asm!("mov x29, #0", "mov x30, #0", "mov x0, sp", "bl {main}", "brk #0", main = sym $main,)
+        }
+    };
+}

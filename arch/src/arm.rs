@@ -1,0 +1,224 @@
+//! ARMv7 (gnueabihf): saved context layout, thread creation for restore, TLS (TPIDRURO, set
+//! with the ARM-private set_tls call), loader entry.
+//!
+//! Runs in signal handlers and in the static loader: no allocation, no locks, no libc.
+//! LLVM reserves r6, r7 (Thumb frame pointer) and r11 for inline asm, so clone's arguments and
+//! the new thread's restore values travel through memory, as on i686.
+
+use crate::ThreadResume;
+use dmtcp_layout::Cpu;
+use syscalls::{syscall1, syscall2, Errno, Sysno};
+
+pub const CPU: Cpu = Cpu::Arm;
+pub const WORD_BITS: u8 = 32;
+pub const DEFAULT_PAGE_SIZE: usize = 4096;
+/// glibc's RSEQ_SIG for ARM (an `udf #24381` in ARM state).
+pub const RSEQ_SIG: u32 = 0xe7f5_def3;
+/// R_ARM_RELATIVE; ARM uses REL.
+pub const RELATIVE_RELOC: u32 = 23;
+pub const RELOCS_HAVE_ADDEND: bool = false;
+
+/// __ARM_NR_set_tls.
+const ARM_SET_TLS: usize = 0x0f_0005;
+
+/// The calling thread's TLS: (TPIDRURO, unused).
+pub fn current_tls() -> (u64, u64) {
+    let tp: u32;
+    // SAFETY: reading the user read-only thread ID register has no side effects.
+    unsafe { core::arch::asm!("mrc p15, 0, {0}, c13, c0, 3", out(reg) tp, options(nomem, nostack, preserves_flags)) };
+    (tp as u64, 0)
+}
+
+/// See the x86_64 module. Frame (112 bytes, from the saved sp up): FPSCR and a pad word,
+/// d8-d15, r4-r12 and lr.
+///
+/// # Safety
+/// As on x86_64.
+#[unsafe(naked)]
+pub unsafe extern "C" fn park(sp_slot: *mut usize, wait_word: *const u32, wait_value: u32) -> usize {
+    core::arch::naked_asm!(
+        "push {{r4-r12, lr}}",
+        "vpush {{d8-d15}}",
+        "vmrs r4, fpscr",
+        "push {{r4, r5}}",
+        "str sp, [r0]",
+        "mov r4, r1",
+        "mov r5, r2",
+        "2:",
+        "ldr r6, [r4]",
+        "cmp r6, r5",
+        "bne 3f",
+        "mov r0, r4",
+        "mov r1, #128", // FUTEX_WAIT_PRIVATE
+        "mov r2, r5",
+        "mov r3, #0",
+        "mov r7, #240", // futex
+        "svc #0",
+        "b 2b",
+        "3:",
+        "mov r0, #0",
+        "pop {{r4, r5}}",
+        "vmsr fpscr, r4",
+        "vpop {{d8-d15}}",
+        "pop {{r4-r12, pc}}",
+    )
+}
+
+/// See the x86_64 module.
+///
+/// # Safety
+/// As on x86_64.
+#[unsafe(naked)]
+pub unsafe extern "C" fn save_and_run(sp_slot: *mut usize, f: extern "C" fn(*mut u8), arg: *mut u8) -> usize {
+    core::arch::naked_asm!(
+        "push {{r4-r12, lr}}",
+        "vpush {{d8-d15}}",
+        "vmrs r4, fpscr",
+        "push {{r4, r5}}",
+        "str sp, [r0]",
+        "mov r0, r2",
+        "blx r1",
+        "mov r0, #0",
+        "pop {{r4, r5}}",
+        "vmsr fpscr, r4",
+        "vpop {{d8-d15}}",
+        "pop {{r4-r12, pc}}",
+    )
+}
+
+/// See the x86_64 module.
+///
+/// # Safety
+/// As on x86_64.
+#[unsafe(naked)]
+pub unsafe extern "C" fn resume_context(sp: usize) -> ! {
+    core::arch::naked_asm!("mov sp, r0", "mov r0, #1", "pop {{r4, r5}}", "vmsr fpscr, r4", "vpop {{d8-d15}}", "pop {{r4-r12, pc}}")
+}
+
+const CLONE_VM: u32 = 0x100;
+const CLONE_FS: u32 = 0x200;
+const CLONE_FILES: u32 = 0x400;
+const CLONE_SIGHAND: u32 = 0x800;
+const CLONE_THREAD: u32 = 0x10000;
+const CLONE_SYSVSEM: u32 = 0x40000;
+const CLONE_SETTLS: u32 = 0x80000;
+const CLONE_PARENT_SETTID: u32 = 0x100000;
+const CLONE_CHILD_CLEARTID: u32 = 0x200000;
+
+const SCRATCH_WORDS: usize = 8;
+
+/// See the x86_64 module and the i686 one for the scratch block.
+///
+/// # Safety
+/// As on x86_64.
+pub unsafe fn spawn_restored_thread(t: &ThreadResume) -> Result<u32, Errno> {
+    let scratch = (t.sp - SCRATCH_WORDS * 4) & !15;
+    let words: [u32; SCRATCH_WORDS] = [t.robust_head as u32, t.robust_len as u32, t.rseq_addr as u32, t.rseq_len, t.rseq_sig, t.sp as u32, 0, 0];
+    // SAFETY (caller): the restored thread's stack below its saved pointer is free memory.
+    core::ptr::copy_nonoverlapping(words.as_ptr(), scratch as *mut u32, SCRATCH_WORDS);
+    let mut flags = CLONE_VM | CLONE_FS | CLONE_FILES | CLONE_SIGHAND | CLONE_THREAD | CLONE_SYSVSEM | CLONE_SETTLS;
+    if t.tid_address != 0 {
+        flags |= CLONE_PARENT_SETTID | CLONE_CHILD_CLEARTID;
+    }
+    // clone(flags, stack, ptid, tls, ctid)
+    let args: [u32; 5] = [flags, scratch as u32, t.tid_address as u32, t.tls as u32, t.tid_address as u32];
+    let ret: i32;
+    // SAFETY: the child never returns into Rust: it runs only the instructions below, on the
+    // scratch block, then jumps into its saved context. The parent restores r4-r7 itself.
+    core::arch::asm!(
+        "push {{r4, r5, r6, r7}}",
+        "mov r6, r0",
+        "ldr r0, [r6]",
+        "ldr r1, [r6, #4]",
+        "ldr r2, [r6, #8]",
+        "ldr r3, [r6, #12]",
+        "ldr r4, [r6, #16]",
+        "mov r7, #120", // clone
+        "svc #0",
+        "cmp r0, #0",
+        "bne 5f",
+        "ldr r0, [sp]",
+        "cmp r0, #0",
+        "beq 3f",
+        "ldr r1, [sp, #4]",
+        "movw r7, #338", // set_robust_list
+        "svc #0",
+        "3:",
+        "ldr r0, [sp, #8]",
+        "cmp r0, #0",
+        "beq 4f",
+        "ldr r1, [sp, #12]",
+        "mov r2, #0",
+        "ldr r3, [sp, #16]",
+        "movw r7, #398", // rseq
+        "svc #0",
+        "4:",
+        "ldr r0, [sp, #20]",
+        "mov sp, r0",
+        "mov r0, #1",
+        "pop {{r4, r5}}",
+        "vmsr fpscr, r4",
+        "vpop {{d8-d15}}",
+        "pop {{r4-r12, pc}}",
+        "5:",
+        "pop {{r4, r5, r6, r7}}",
+        inout("r0") args.as_ptr() => ret,
+        out("r1") _,
+        out("r2") _,
+        out("r3") _,
+    );
+    if ret < 0 {
+        Err(Errno::new(-ret))
+    } else {
+        Ok(ret as u32)
+    }
+}
+
+/// See the x86_64 module.
+///
+/// # Safety
+/// As on x86_64.
+pub unsafe fn restore_current_thread_tls(t: &ThreadResume) -> Result<(), Errno> {
+    syscalls::syscall1(Sysno::from(ARM_SET_TLS as u32), t.tls)?;
+    if t.tid_address != 0 {
+        let tid = syscall1(Sysno::set_tid_address, t.tid_address)?;
+        core::ptr::write_volatile(t.tid_address as *mut u32, tid as u32);
+    }
+    if t.robust_head != 0 {
+        syscall2(Sysno::set_robust_list, t.robust_head, t.robust_len)?;
+    }
+    if t.rseq_addr != 0 {
+        let _ = syscalls::syscall4(Sysno::rseq, t.rseq_addr, t.rseq_len as usize, 0, t.rseq_sig as usize);
+    }
+    Ok(())
+}
+
+/// See the x86_64 module.
+///
+/// # Safety
+/// As on x86_64.
+#[unsafe(naked)]
+pub unsafe extern "C" fn switch_stack_and_call(sp: usize, f: extern "C" fn(usize) -> !, arg: usize) -> ! {
+    core::arch::naked_asm!("mov sp, r0", "mov r0, r2", "mov r11, #0", "blx r1", "udf #0")
+}
+
+/// Define the static loader's `_start`, which calls `$main(initial_sp: *const usize) -> !`,
+/// and the EHABI personality routines that core's unwind tables name (never called: the loader
+/// aborts on panic).
+#[macro_export]
+macro_rules! define_loader_entry {
+    ($main:path) => {
+        #[unsafe(no_mangle)]
+        pub extern "C" fn __aeabi_unwind_cpp_pr0() {}
+        #[unsafe(no_mangle)]
+        pub extern "C" fn __aeabi_unwind_cpp_pr1() {}
+        #[unsafe(no_mangle)]
+        pub extern "C" fn __aeabi_unwind_cpp_pr2() {}
+
+        #[unsafe(naked)]
+        #[unsafe(no_mangle)]
+        pub unsafe extern "C" fn _start() -> ! {
+            core::arch::naked_asm!("mov r11, #0", "mov lr, #0", "mov r0, sp", "bic sp, sp, #15", "bl {main}", "udf #0", main = sym $main,)
+        }
+    };
+}
