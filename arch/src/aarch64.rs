@@ -6,6 +6,11 @@ use crate::ThreadResume;
 use dmtcp_layout::Cpu;
 use syscalls::{syscall1, syscall2, Errno, Sysno};
 
+/// CPU features: `None` means the kernel's AT_HWCAP/AT_HWCAP2 describe them.
+pub fn cpu_features() -> Option<(u64, u64)> {
+    None
+}
+
 pub const CPU: Cpu = Cpu::Aarch64;
 pub const WORD_BITS: u8 = 64;
 /// The kernel may use 4, 16 or 64 KiB pages: the real size comes from AT_PAGESZ.

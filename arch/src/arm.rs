@@ -9,6 +9,11 @@ use crate::ThreadResume;
 use dmtcp_layout::Cpu;
 use syscalls::{syscall1, syscall2, Errno, Sysno};
 
+/// CPU features: `None` means the kernel's AT_HWCAP/AT_HWCAP2 describe them.
+pub fn cpu_features() -> Option<(u64, u64)> {
+    None
+}
+
 pub const CPU: Cpu = Cpu::Arm;
 pub const WORD_BITS: u8 = 32;
 pub const DEFAULT_PAGE_SIZE: usize = 4096;

@@ -28,7 +28,7 @@ cfg_if::cfg_if! {
 }
 
 pub use cpu::{
-    current_tls, park, restore_current_thread_tls, resume_context, save_and_run, spawn_restored_thread, switch_stack_and_call, CPU,
+    cpu_features, current_tls, park, restore_current_thread_tls, resume_context, save_and_run, spawn_restored_thread, switch_stack_and_call, CPU,
     DEFAULT_PAGE_SIZE, RELATIVE_RELOC, RELOCS_HAVE_ADDEND, RSEQ_SIG, WORD_BITS,
 };
 pub use syscalls::{Errno, Sysno};

@@ -6,6 +6,17 @@ use crate::ThreadResume;
 use dmtcp_layout::Cpu;
 use syscalls::{syscall1, syscall2, Errno, Sysno};
 
+/// CPU features the checkpointed code may rely on: CPUID leaf 1 (ECX:EDX) and leaf 7 (ECX:EBX),
+/// without the bits that describe the environment rather than the CPU (hypervisor, OSXSAVE).
+/// `None`: use the kernel's AT_HWCAP instead.
+pub fn cpu_features() -> Option<(u64, u64)> {
+    #[allow(unused_unsafe)]
+    // SAFETY: CPUID is available on every CPU this target runs on.
+    let (l1, l7) = unsafe { (core::arch::x86_64::__cpuid(1), core::arch::x86_64::__cpuid_count(7, 0)) };
+    let ecx1 = l1.ecx & !((1 << 31) | (1 << 27));
+    Some((((ecx1 as u64) << 32) | l1.edx as u64, ((l7.ecx as u64) << 32) | l7.ebx as u64))
+}
+
 pub const CPU: Cpu = Cpu::X86_64;
 pub const WORD_BITS: u8 = 64;
 pub const DEFAULT_PAGE_SIZE: usize = 4096;

@@ -45,6 +45,12 @@ fn mm_fields() -> MmFields {
     }
 }
 
+/// The CPU features recorded in the image (and compared at restart).
+pub fn host_cpu_features() -> (u64, u64) {
+    // SAFETY: getauxval reads the saved auxiliary vector.
+    dmtcp_arch::cpu_features().unwrap_or_else(|| unsafe { (libc::getauxval(libc::AT_HWCAP) as u64, libc::getauxval(libc::AT_HWCAP2) as u64) })
+}
+
 fn kernel_release() -> [u8; 65] {
     let mut out = [0u8; 65];
     // SAFETY: utsname is plain data; uname fills it.
@@ -140,10 +146,7 @@ pub fn write_checkpoint(generation: u64, dir_override: Option<&str>) -> Result<S
     header.restart_info_addr = ckpt::RESTART_INFO.0.get() as u64;
     header.mm = mm_fields();
     header.ckpt_signal = cfg.ckpt_signal as u32;
-    // SAFETY: getauxval reads the saved auxiliary vector.
-    header.hwcap = unsafe { libc::getauxval(libc::AT_HWCAP) } as u64;
-    // SAFETY: as above.
-    header.hwcap2 = unsafe { libc::getauxval(libc::AT_HWCAP2) } as u64;
+    (header.hwcap, header.hwcap2) = host_cpu_features();
     header.kernel_release = kernel_release();
     let thread_table = thread_records();
     let sigs = sigactions();

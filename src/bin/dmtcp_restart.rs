@@ -59,13 +59,30 @@ fn page_size() -> u32 {
     unsafe { libc::sysconf(libc::_SC_PAGESIZE) as u32 }
 }
 
+/// The features this host offers, measured the way libdmtcp.so records them.
+fn host_cpu_features() -> (u64, u64) {
+    // SAFETY: getauxval reads the saved auxiliary vector.
+    dmtcp_arch::cpu_features().unwrap_or_else(|| unsafe { (libc::getauxval(libc::AT_HWCAP) as u64, libc::getauxval(libc::AT_HWCAP2) as u64) })
+}
+
 /// Refuse what the loader could only fail on after the point of no return.
-fn check_compatible(path: &Path, info: &ImageInfo) {
+fn check_compatible(path: &Path, info: &ImageInfo, strict: bool) {
     let h = &info.header;
     match h.cpu() {
         Some(cpu) if cpu == dmtcp_arch::CPU => {}
         Some(cpu) => die(PROG, format!("{}: image is for {} but this is {}", path.display(), cpu.name(), dmtcp_arch::CPU.name())),
         None => die(PROG, format!("{}: image is for an unknown CPU", path.display())),
+    }
+    let (have1, have2) = host_cpu_features();
+    let (missing1, missing2) = (h.hwcap & !have1, h.hwcap2 & !have2);
+    if strict && (missing1 | missing2) != 0 {
+        die(
+            PROG,
+            format!(
+                "{}: the image was taken on a CPU with features this one lacks (missing bits {missing1:#x}/{missing2:#x}); --no-strict-checking restarts anyway",
+                path.display()
+            ),
+        );
     }
     if h.page_size != page_size() {
         die(PROG, format!("{}: image has page size {} but this system uses {}", path.display(), h.page_size, page_size()));
@@ -186,8 +203,7 @@ fn main() {
     }
     let loader = locate::restart_loader().unwrap_or_else(|e| die(PROG, e));
     let (raw, info) = reader::open_raw_for_restart(&path, &tmpdir).unwrap_or_else(|e| die(PROG, e));
-    check_compatible(&path, &info);
-    let _ = args.no_strict_checking;
+    check_compatible(&path, &info, !args.no_strict_checking);
     let meta = &info.meta;
 
     let addr = coord_client::coord_addr(args.coord_host.as_deref(), args.coord_port);
