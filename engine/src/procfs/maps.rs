@@ -111,10 +111,32 @@ ffffffffff600000-ffffffffff601000 --xp 00000000 00:00 0                  [vsysca
         assert_eq!(m[5].start, 0xffffffffff600000);
     }
 
+    const SPECIALS: &str = "\
+7f3a5c000000-7f3a5c021000 rw-p 00000000 00:00 0 
+7f3a5d1f0000-7f3a5d1f4000 rw-p 00000000 00:00 0                          [anon:glibc: loader malloc]
+7fff8a5fd000-7fff8a601000 r--p 00000000 00:00 0                          [vvar]
+7fff8a601000-7fff8a603000 r--p 00000000 00:00 0                          [vvar_vclock]
+7fff8a603000-7fff8a605000 r-xp 00000000 00:00 0                          [vdso]
+08048000-08049000 r-xp 00000000 08:02 131          /tmp/a b/c.out (deleted)
+";
+
+    #[test]
+    fn parses_kernel_special_mappings_and_32_bit_addresses() {
+        let m = parse_maps(SPECIALS).unwrap();
+        let paths: Vec<&str> = m.iter().map(|e| e.path.as_str()).collect();
+        assert_eq!(paths, ["", "[anon:glibc: loader malloc]", "[vvar]", "[vvar_vclock]", "[vdso]", "/tmp/a b/c.out (deleted)"]);
+        assert!(m[4].perms.exec && m[4].perms.read && !m[4].perms.write && !m[4].perms.shared);
+        assert_eq!((m[5].start, m[5].end, m[5].inode, m[5].dev_major, m[5].dev_minor), (0x8048000, 0x8049000, 131, 8, 2));
+    }
+
     #[test]
     fn rejects_garbage() {
         assert!(parse_maps("zzzz\n").is_err());
         assert!(parse_maps("1000-0800 rw-p 0 00:00 0\n").is_err());
+        assert!(parse_maps("1000-2000 rw-p 0 00:00\n").is_err());
+        assert!(parse_maps("1000-2000 rwp 0 00:00 0\n").is_err());
+        let e = parse_maps("1000-2000 rw-p 0 00:00 0\nbad\n").unwrap_err();
+        assert_eq!(e.line, 2);
     }
 
     #[test]
