@@ -1,0 +1,270 @@
+//! The basic round trip with DMTCP's command names: launch, checkpoint, kill, restart, and the
+//! output continues exactly where the checkpoint was taken. Covers the default port (7779) with an
+//! automatically started coordinator, the checkpoint directory options, gzip and raw images, and
+//! periodic checkpoints.
+
+mod common;
+
+use common::*;
+use std::fs;
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+const LINES: &str = "100"; // 100 lines, 50 ms apart: ~5 s
+
+/// Kills, when dropped, a coordinator that dmtcp_launch or dmtcp_restart started by itself on
+/// `port` (it is re-parented to this process, a subreaper).
+struct AutoCoord {
+    port: u16,
+}
+
+impl AutoCoord {
+    fn quit(&self) {
+        let o = command(self.port, &["-q"]);
+        let _ = o;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while port_in_use(self.port) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for AutoCoord {
+    fn drop(&mut self) {
+        if port_in_use(self.port) {
+            self.quit();
+        }
+        kill_our_coordinators(self.port);
+    }
+}
+
+/// SIGKILL every dmtcp_coordinator among our children whose command line names `port`.
+fn kill_our_coordinators(port: u16) {
+    let p = port.to_string();
+    for e in fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else { continue };
+        let Ok(stat) = fs::read_to_string(e.path().join("stat")) else { continue };
+        let ppid = stat.rsplit(')').next().and_then(|r| r.split_whitespace().nth(1)).and_then(|s| s.parse::<u32>().ok());
+        if ppid != Some(std::process::id()) {
+            continue;
+        }
+        let cmdline = fs::read(e.path().join("cmdline")).unwrap_or_default();
+        let args: Vec<String> = cmdline.split(|b| *b == 0).map(|a| String::from_utf8_lossy(a).into_owned()).collect();
+        let is_coord = args.first().is_some_and(|a| a.ends_with("dmtcp_coordinator"));
+        let on_port = args.iter().any(|a| *a == p) || (port == 7779 && !args.iter().any(|a| a == "--port" || a == "-p"));
+        if is_coord && on_port {
+            // SAFETY: kill(2) on a child of ours.
+            unsafe {
+                libc::kill(pid, libc::SIGKILL);
+            }
+        }
+    }
+    reap_orphans();
+}
+
+/// The flow shared by most tests here: `counter 100` under dmtcp_launch, checkpoint with
+/// `dmtcp_command -bc` once 5 lines are out, check the image in `ckdir`, SIGKILL, restart with
+/// `restart_cmd(image)`, and compare with an uninterrupted run. Returns the image path.
+fn counter_flow(
+    t: &TempDir,
+    o: &LaunchOpts,
+    ckdir: &Path,
+    checkpoint: impl FnOnce(),
+    restart_cmd: impl FnOnce(&Path) -> Command,
+) -> std::path::PathBuf {
+    let prog = fixture("counter");
+    let expected = run_plain_bg(&prog, &[LINES], &t.subdir("plain"));
+    let mut run = launch(&t.path, o, &prog, &[LINES]);
+    run.wait_lines(5);
+    checkpoint();
+    // -bc returns once the images and the restart script are written.
+    let img = image(ckdir, "counter");
+    restart_script(ckdir);
+    run.kill();
+    let before = run.out();
+    let mut r = restart_with(&t.path, restart_cmd(&img), "restart");
+    let code = r.wait_code();
+    let (exp, _) = expected.join().expect("uninterrupted run");
+    assert_eq!(code, 0, "restart exit code\n--- restart stderr ---\n{}", r.err());
+    assert_continuation(&before, &r.out(), &exp);
+    img
+}
+
+fn restart_cmd(port: Option<u16>) -> impl FnOnce(&Path) -> Command {
+    move |img| {
+        let mut c = dmtcp(RESTART);
+        if let Some(p) = port {
+            c.arg("--coord-port").arg(p.to_string());
+        }
+        c.arg(img);
+        c
+    }
+}
+
+/// (a) No coordinator running: dmtcp_launch starts one on 7779; `dmtcp_command --bcheckpoint`
+/// with no port; `dmtcp_restart ckpt_counter_*.dmtcp` with no port.
+#[test]
+fn default_port_7779_auto_coordinator() {
+    // The only test that uses the fixed port: serialized across threads and test binaries.
+    let _lock = GlobalLock::take("port-7779");
+    let deadline = Instant::now() + TIMEOUT;
+    while port_in_use(7779) {
+        assert!(Instant::now() < deadline, "something keeps listening on port 7779; this test needs it free");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let _coord = AutoCoord { port: 7779 };
+    let t = TempDir::new("default-port");
+    let dir = t.path.clone();
+    let img = counter_flow(
+        &t,
+        &LaunchOpts::default(),
+        &dir,
+        || {
+            let o = output("dmtcp_command --bcheckpoint", &mut dmtcp(COMMAND).arg("--bcheckpoint"));
+            assert!(o.status.success(), "dmtcp_command --bcheckpoint failed: {}", describe(&o));
+        },
+        restart_cmd(None),
+    );
+    let name = img.file_name().and_then(|n| n.to_str()).expect("image name");
+    assert!(name.starts_with("ckpt_counter_") && name.ends_with(".dmtcp"), "{name}");
+    // The auto-started coordinator runs with --exit-on-last, so it may be gone already; quit it
+    // in case it is not, and the port must be free afterwards.
+    _coord.quit();
+    assert!(!port_in_use(7779), "the coordinator on 7779 did not quit");
+}
+
+/// (b) --ckptdir on dmtcp_launch; restart through ./dmtcp_restart_script.sh -p PORT.
+#[test]
+fn ckptdir_option_and_restart_script() {
+    let t = TempDir::new("ckptdir-opt");
+    let ck = t.subdir("ckpt");
+    let coord = Coord::start();
+    let ck_s = ck.to_str().expect("utf-8 path").to_string();
+    let o = LaunchOpts { port: Some(coord.port), opts: vec!["--ckptdir", &ck_s], ..Default::default() };
+    let port = coord.port;
+    let ck2 = ck.clone();
+    counter_flow(
+        &t,
+        &o,
+        &ck,
+        || coord.checkpoint(),
+        move |_img| {
+            // Literally `cd CKPTDIR && ./dmtcp_restart_script.sh -p PORT`; exec keeps the pid.
+            let mut c = dmtcp("/bin/sh");
+            c.args(["-c", "cd \"$1\" && exec ./dmtcp_restart_script.sh -p \"$2\"", "sh"]).arg(&ck2).arg(port.to_string());
+            c
+        },
+    );
+    assert!(images(&t.path, "counter").is_empty(), "an image was written into the cwd despite --ckptdir");
+}
+
+/// (b) DMTCP_CHECKPOINT_DIR; restart through the script with --coord-port.
+#[test]
+fn checkpoint_dir_env_and_restart_script() {
+    let t = TempDir::new("ckptdir-env");
+    let ck = t.subdir("ckpt-env");
+    let coord = Coord::start();
+    let o = LaunchOpts {
+        port: Some(coord.port),
+        env: vec![("DMTCP_CHECKPOINT_DIR", ck.to_str().expect("utf-8 path").to_string())],
+        ..Default::default()
+    };
+    let port = coord.port;
+    let script = ck.join("dmtcp_restart_script.sh");
+    counter_flow(
+        &t,
+        &o,
+        &ck,
+        || coord.checkpoint(),
+        move |_img| {
+            // Run it by absolute path from another directory: it must not depend on the cwd.
+            let mut c = dmtcp(script.to_str().expect("utf-8 path"));
+            c.arg("--coord-port").arg(port.to_string());
+            c
+        },
+    );
+    assert!(images(&t.path, "counter").is_empty(), "an image was written into the cwd despite DMTCP_CHECKPOINT_DIR");
+}
+
+fn compression_case(name: &str, opts: Vec<&str>, env: Vec<(&str, String)>, want_gzip: bool) {
+    let t = TempDir::new(name);
+    let coord = Coord::start();
+    let o = LaunchOpts { port: Some(coord.port), opts, env, ..Default::default() };
+    let dir = t.path.clone();
+    let seen = std::cell::Cell::new(None);
+    counter_flow(
+        &t,
+        &o,
+        &dir,
+        || {
+            coord.checkpoint();
+            let img = image(&dir, "counter");
+            seen.set(Some((is_gzip(&img), is_raw(&img), magic(&img))));
+        },
+        restart_cmd(Some(coord.port)),
+    );
+    let (gz, raw, m) = seen.take().expect("checked the image");
+    if want_gzip {
+        assert!(gz, "{name}: the image is not gzip (first bytes {m:02x?})");
+    } else {
+        assert!(raw, "{name}: the image is not raw DMTCPRS (first bytes {m:02x?})");
+    }
+}
+
+/// (c) Images are gzip by default and restart.
+#[test]
+fn gzip_image_by_default() {
+    compression_case("gzip-default", vec![], vec![], true);
+}
+
+/// (c) --no-gzip writes a raw image, which restarts.
+#[test]
+fn no_gzip_option_writes_raw_image() {
+    compression_case("no-gzip", vec!["--no-gzip"], vec![], false);
+}
+
+/// (c) DMTCP_GZIP=0 writes a raw image, which restarts.
+#[test]
+fn dmtcp_gzip_0_writes_raw_image() {
+    compression_case("gzip-env-0", vec![], vec![("DMTCP_GZIP", "0".to_string())], false);
+}
+
+fn interval_flow(t: &TempDir, o: &LaunchOpts, port: u16) {
+    let prog = fixture("counter");
+    let expected = run_plain_bg(&prog, &[LINES], &t.subdir("plain"));
+    let mut run = launch(&t.path, o, &prog, &[LINES]);
+    // No dmtcp_command at all: the interval alone must produce an image (and the script).
+    let img = wait_for_image(&t.path, "counter", &mut run);
+    let deadline = Instant::now() + TIMEOUT;
+    while !t.join("dmtcp_restart_script.sh").exists() {
+        assert!(Instant::now() < deadline, "no dmtcp_restart_script.sh after a periodic checkpoint");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    run.kill();
+    let before = run.out();
+    let mut r = restart(&t.path, Some(port), &[], &img, "restart");
+    let code = r.wait_code();
+    let (exp, _) = expected.join().expect("uninterrupted run");
+    assert_eq!(code, 0, "restart exit code\n--- restart stderr ---\n{}", r.err());
+    assert_continuation(&before, &r.out(), &exp);
+}
+
+/// (d) `dmtcp_launch --interval 1` (starting its own coordinator) checkpoints with no command.
+#[test]
+fn interval_on_launch() {
+    let t = TempDir::new("interval-launch");
+    let port = free_port();
+    let _auto = AutoCoord { port };
+    let o = LaunchOpts { port: Some(port), opts: vec!["--interval", "1"], ..Default::default() };
+    interval_flow(&t, &o, port);
+}
+
+/// (d) `dmtcp_coordinator --interval 1` checkpoints its computation with no command.
+#[test]
+fn interval_on_coordinator() {
+    let t = TempDir::new("interval-coord");
+    let coord = Coord::start_with(&["--interval", "1"]);
+    let o = LaunchOpts { port: Some(coord.port), ..Default::default() };
+    interval_flow(&t, &o, coord.port);
+}
