@@ -32,6 +32,23 @@ fn thread_role(flags: u32) -> &'static str {
     }
 }
 
+/// Unix seconds as "YYYY-MM-DD HH:MM:SS UTC" (proleptic Gregorian; no time-zone database).
+pub fn utc_time(secs: u64) -> String {
+    let days = (secs / 86400) as i64;
+    let rem = secs % 86400;
+    // Howard Hinnant's civil_from_days.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!("{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02} UTC", rem / 3600, rem / 60 % 60, rem % 60)
+}
+
 fn comm(c: &[u8; 16]) -> String {
     String::from_utf8_lossy(&c[..c.iter().position(|&b| b == 0).unwrap_or(16)]).into_owned()
 }
@@ -62,11 +79,13 @@ pub fn to_json(path: &str, info: &ImageInfo) -> Value {
         "cwd": m.cwd,
         "generation": m.generation,
         "checkpoint_time": m.ckpt_time,
+        "checkpoint_time_utc": utc_time(m.ckpt_time),
         "threads": info.threads.iter().map(|t| json!({
             "tid": t.tid,
             "role": thread_role(t.flags),
             "name": comm(&t.comm),
             "tls": format!("{:#x}", t.tls),
+            "tls_aux": format!("{:#x}", t.tls_aux),
         })).collect::<Vec<_>>(),
         "areas": info.areas.iter().map(|a| json!({
             "start": format!("{:#x}", a.start),
@@ -77,6 +96,7 @@ pub fn to_json(path: &str, info: &ImageInfo) -> Value {
             "path": info.area_path(a),
             "stored_bytes": a.data_len,
             "stored_pages": a.data_len / h.page_size as u64,
+            "stored_runs": a.num_runs,
         })).collect::<Vec<_>>(),
         "fds": m.fds.iter().map(|f| json!({
             "fd": f.fd,
@@ -84,6 +104,7 @@ pub fn to_json(path: &str, info: &ImageInfo) -> Value {
             "path": f.path,
             "flags": format!("{:#o}", f.flags),
             "offset": f.offset,
+            "cloexec": f.cloexec,
         })).collect::<Vec<_>>(),
     })
 }
@@ -107,29 +128,46 @@ pub fn to_text(path: &str, info: &ImageInfo) -> String {
     );
     let _ = writeln!(s, "  program {} (pid {}, ppid {}, unique pid {}) on {}", m.prog, m.pid, m.ppid, m.unique_pid, m.hostname);
     let _ = writeln!(s, "  argv {:?}", m.argv);
-    let _ = writeln!(s, "  cwd {}; checkpoint generation {} at {} (unix time)", m.cwd, m.generation, m.ckpt_time);
+    let _ = writeln!(s, "  cwd {}", m.cwd);
+    let _ = writeln!(s, "  checkpoint generation {} at {} ({})", m.generation, utc_time(m.ckpt_time), m.ckpt_time);
     let _ = writeln!(s, "  threads ({}):", info.threads.len());
     for t in &info.threads {
         let _ = writeln!(s, "    tid {:<8} {:<10} {:<16} tls {:#x}", t.tid, thread_role(t.flags), comm(&t.comm), t.tls);
     }
     let stored: u64 = info.areas.iter().map(|a| a.data_len).sum();
     let _ = writeln!(s, "  memory areas ({}, {} bytes stored):", info.areas.len(), stored);
+    let page = u64::from(h.page_size.max(1));
     for a in &info.areas {
         let _ = writeln!(
             s,
-            "    {:012x}-{:012x} {} {:>10} {:<11} stored {:>10}  {}",
+            "    {:012x}-{:012x} {} {:>10} {:<11} stored {:>10} ({} pages)  {}",
             a.start,
             a.end,
             perms(a),
             a.len(),
             kind_name(a),
             a.data_len,
+            a.data_len / page,
             info.area_path(a)
         );
     }
     let _ = writeln!(s, "  file descriptors ({}):", m.fds.len());
     for f in &m.fds {
-        let _ = writeln!(s, "    {:>4} {:<10} flags {:#o} offset {:<8} {}", f.fd, format!("{:?}", f.kind), f.flags, f.offset, f.path);
+        let cloexec = if f.cloexec { " cloexec" } else { "" };
+        let _ = writeln!(s, "    {:>4} {:<10} flags {:#o}{cloexec} offset {:<8} {}", f.fd, format!("{:?}", f.kind), f.flags, f.offset, f.path);
     }
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::utc_time;
+
+    #[test]
+    fn utc_time_matches_known_dates() {
+        assert_eq!(utc_time(0), "1970-01-01 00:00:00 UTC");
+        assert_eq!(utc_time(951_782_400), "2000-02-29 00:00:00 UTC");
+        assert_eq!(utc_time(1_700_000_000), "2023-11-14 22:13:20 UTC");
+        assert_eq!(utc_time(4_102_444_799), "2099-12-31 23:59:59 UTC");
+    }
 }
