@@ -188,6 +188,11 @@ impl Proc {
         self.child.id() as i32
     }
 
+    /// Its stdout pipe, when it was started with `Stdio::piped()`.
+    pub fn take_stdout(&mut self) -> Option<std::process::ChildStdout> {
+        self.child.stdout.take()
+    }
+
     /// The exit status if it has exited (reaps it).
     pub fn try_wait(&mut self) -> Option<ExitStatus> {
         if self.status.is_none() {
@@ -400,13 +405,7 @@ pub fn fixture(name: &str) -> PathBuf {
     let out = dir.join(name);
     let cc = std::env::var("CC").unwrap_or_else(|_| "cc".to_string());
     let o = output(&format!("{cc} {name}.c"), Command::new(&cc).args(["-O1", "-g", "-pthread", "-o"]).arg(&out).arg(&src));
-    assert!(
-        o.status.success(),
-        "compiling {} failed ({}):\n{}",
-        src.display(),
-        o.status,
-        String::from_utf8_lossy(&o.stderr)
-    );
+    assert!(o.status.success(), "compiling {} failed ({}):\n{}", src.display(), o.status, String::from_utf8_lossy(&o.stderr));
     map.insert(name.to_string(), out.clone());
     out
 }
@@ -522,12 +521,7 @@ pub fn port_in_use(port: u16) -> bool {
 }
 
 pub fn describe(o: &Output) -> String {
-    format!(
-        "{}\n--- stdout ---\n{}--- stderr ---\n{}",
-        o.status,
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
+    format!("{}\n--- stdout ---\n{}--- stderr ---\n{}", o.status, String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -579,13 +573,7 @@ impl Run {
         let st = self.proc.wait();
         match st.code() {
             Some(c) => c,
-            None => panic!(
-                "{} was killed by signal {:?}\n--- stdout ---\n{}--- stderr ---\n{}",
-                self.proc.name,
-                st.signal(),
-                self.out(),
-                self.err()
-            ),
+            None => panic!("{} was killed by signal {:?}\n--- stdout ---\n{}--- stderr ---\n{}", self.proc.name, st.signal(), self.out(), self.err()),
         }
     }
 
@@ -666,9 +654,7 @@ pub fn images(dir: &Path, prog: &str) -> Vec<PathBuf> {
         .map(|rd| {
             rd.flatten()
                 .map(|e| e.path())
-                .filter(|p| {
-                    p.file_name().and_then(OsStr::to_str).is_some_and(|n| n.starts_with(&prefix) && n.ends_with(".dmtcp"))
-                })
+                .filter(|p| p.file_name().and_then(OsStr::to_str).is_some_and(|n| n.starts_with(&prefix) && n.ends_with(".dmtcp")))
                 .collect()
         })
         .unwrap_or_default();
@@ -700,9 +686,8 @@ pub fn wait_for_image(dir: &Path, prog: &str, run: &mut Run) -> PathBuf {
 
 /// File names in `dir`, for failure messages.
 pub fn listing(dir: &Path) -> Vec<String> {
-    let mut v: Vec<String> = fs::read_dir(dir)
-        .map(|rd| rd.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect())
-        .unwrap_or_default();
+    let mut v: Vec<String> =
+        fs::read_dir(dir).map(|rd| rd.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect()).unwrap_or_default();
     v.sort();
     v
 }

@@ -1,0 +1,96 @@
+//! Files stay where they were: a file opened for writing, two descriptors opened with O_APPEND on
+//! one file, and a file opened for reading continue at the right offsets after restart, so the
+//! files' contents and everything printed equal an uninterrupted run's. The restarted process uses
+//! dmtcp_restart's stdout: `dmtcp_restart IMG > log` and `dmtcp_restart IMG | reader` capture it.
+
+mod common;
+
+use common::*;
+use std::fs;
+use std::io::Read;
+use std::path::Path;
+use std::process::Stdio;
+
+const FILES: [&str; 3] = ["out.txt", "append.txt", "input.txt"];
+const STEPS: &str = "50"; // 60 ms apart: ~3 s
+
+fn assert_same_files(got: &Path, want: &Path, when: &str) {
+    for f in FILES {
+        let g = fs::read_to_string(got.join(f)).unwrap_or_else(|e| panic!("{when}: read {}: {e}", got.join(f).display()));
+        let w = fs::read_to_string(want.join(f)).unwrap_or_else(|e| panic!("{when}: read {}: {e}", want.join(f).display()));
+        assert!(g == w, "{when}: {f} differs from the uninterrupted run's\n--- got ---\n{g}--- want ---\n{w}");
+    }
+}
+
+fn snapshot(from: &Path, to: &Path) {
+    fs::create_dir_all(to).expect("snapshot dir");
+    for f in FILES {
+        copy(&from.join(f), &to.join(f));
+    }
+}
+
+#[test]
+fn files_continue_at_their_offsets_stdout_to_file_and_pipe() {
+    let t = TempDir::new("files");
+    let prog = fixture("files");
+    let plain = t.subdir("plain");
+    let plain_s = plain.to_str().expect("utf-8 path").to_string();
+    let expected = run_plain_bg(&prog, &[&plain_s, STEPS], &plain);
+
+    let run_dir = t.subdir("run");
+    let run_s = run_dir.to_str().expect("utf-8 path").to_string();
+    let coord = Coord::start();
+    let mut run = launch(&t.path, &LaunchOpts { port: Some(coord.port), ..Default::default() }, &prog, &[&run_s, STEPS]);
+    run.wait_lines(10);
+    // -kc: the program is killed while suspended, so the files are exactly as at the checkpoint.
+    coord.kcheckpoint();
+    let st = run.proc.wait();
+    assert!(!st.success(), "the program survived dmtcp_command -kc: {st}");
+    let before = run.out();
+    let img = image(&t.path, "files");
+    let at_ckpt = t.join("at-checkpoint");
+    snapshot(&run_dir, &at_ckpt);
+    let (exp, exp_code) = expected.join().expect("uninterrupted run");
+    assert_eq!(exp_code, 0, "uninterrupted run failed:\n{exp}");
+
+    // 1. `dmtcp_restart IMG > log` through a shell: the restored program writes into log.
+    let log = t.join("restart-shell.log");
+    let mut c = dmtcp("/bin/sh");
+    c.args(["-c", "exec \"$0\" --coord-port \"$1\" \"$2\" > \"$3\"", RESTART]).arg(coord.port.to_string()).arg(&img).arg(&log);
+    let mut r = restart_with(&t.path, c, "restart-shell");
+    let code = r.wait_code();
+    assert_eq!(code, 0, "restart exit code\n--- stderr ---\n{}", r.err());
+    let after = fs::read_to_string(&log).expect("restart log");
+    assert_same_files(&run_dir, &plain, "after restart with stdout redirected to a file");
+    assert_concat(&drop_first(&before), &after, &drop_first(&exp));
+
+    // 2. The same image again, files put back as they were at the checkpoint, stdout a pipe.
+    snapshot(&at_ckpt, &run_dir);
+    let mut c = dmtcp(RESTART);
+    c.arg("--coord-port").arg(coord.port.to_string()).arg(&img).current_dir(&t.path).stdout(Stdio::piped());
+    c.stderr(fs::File::create(t.join("restart-pipe.err")).expect("stderr file"));
+    let mut p = spawn("dmtcp_restart | pipe", &mut c);
+    let mut pipe = p.take_stdout().expect("piped stdout");
+    let reader = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = pipe.read_to_string(&mut s);
+        s
+    });
+    let code = p.wait_code();
+    let after = reader.join().expect("pipe reader");
+    let err = fs::read_to_string(t.join("restart-pipe.err")).unwrap_or_default();
+    assert_eq!(code, 0, "restart (pipe) exit code\n--- stderr ---\n{err}");
+    assert_same_files(&run_dir, &plain, "after restart with stdout to a pipe");
+    assert_concat(&drop_first(&before), &after, &drop_first(&exp));
+
+    // Checked last, so that the offsets above are checked whatever happens here: the program
+    // sees the same descriptor numbers as without DMTCP (libdmtcp keeps its own descriptors out
+    // of the application's way, as DMTCP does).
+    let first = |s: &str| s.lines().next().unwrap_or("").to_string();
+    assert_eq!(first(&before), first(&exp), "the program's open() returned other descriptor numbers under dmtcp_launch than without it");
+}
+
+/// Everything after the first line (the descriptor numbers, compared separately).
+fn drop_first(s: &str) -> String {
+    s.split_once('\n').map(|(_, rest)| rest.to_string()).unwrap_or_default()
+}
