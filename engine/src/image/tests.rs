@@ -376,3 +376,68 @@ fn image_files_are_private_to_their_owner() {
     assert_eq!(std::fs::metadata(&p).unwrap().permissions().mode() & 0o777, 0o600);
     std::fs::remove_dir_all(d).unwrap();
 }
+
+/// The byte offsets docs/image-format.md documents.
+#[test]
+fn documented_offsets_hold() {
+    let d = scratch("offsets");
+    let p = d.join("a.dmtcp");
+    let h = write(&p, Compression::None, None).unwrap();
+    let b = std::fs::read(&p).unwrap();
+    let u32_at = |o: usize| u32::from_le_bytes(b[o..o + 4].try_into().unwrap());
+    let u64_at = |o: usize| u64::from_le_bytes(b[o..o + 8].try_into().unwrap());
+    assert_eq!(b[..8], MAGIC);
+    assert_eq!(u32_at(16), h.page_size);
+    assert_eq!(u32_at(20), h.num_threads);
+    assert_eq!(u64_at(36), HEADER_SIZE as u64);
+    assert_eq!(u32_at(84), h.tables_crc);
+    assert_eq!(u64_at(88), h.meta_off);
+    assert_eq!(u32_at(104), h.meta_crc);
+    assert_eq!(u64_at(108), h.data_off);
+    assert_eq!(u64_at(124), h.restart_info_addr);
+    assert_eq!(u32_at(4092), crc32(&b[..4092]));
+    assert_eq!(h.data_off % FILE_ALIGN, 0);
+    let info = read_image_info(&p).unwrap();
+    let t = h.threads_off as usize;
+    assert_eq!(u32_at(t), info.threads[0].tid);
+    assert_eq!(u64_at(t + 8), info.threads[0].resume_sp);
+    let a = h.areas_off as usize + AREA_SIZE;
+    assert_eq!(u64_at(a + 44), info.areas[1].data_off);
+    assert_eq!(u64_at(a + 60), info.areas[1].runs_index);
+    assert_eq!(info.areas[0].data_off, h.data_off);
+    let trailer = h.trailer_off() as usize;
+    let mem = memory();
+    let run = &info.runs[info.areas[0].runs_index as usize];
+    assert_eq!(u32_at(trailer), crc32(&mem[(run.first_page * PAGE) as usize..((run.first_page + run.num_pages) * PAGE) as usize]));
+    std::fs::remove_dir_all(d).unwrap();
+}
+
+/// An image written by format 1.0 (gzip, from `write` above). Readers must keep reading it:
+/// regenerate only with a format change, and then keep the old file next to the new one.
+/// `DMTCP_BLESS_GOLDEN=1 cargo test -p dmtcp-engine golden` rewrites it.
+const GOLDEN_V1_0: &[u8] = include_bytes!("golden/v1.0-gzip.image");
+
+#[test]
+fn golden_v1_0_image_still_reads() {
+    let d = scratch("golden");
+    let p = d.join("golden.dmtcp");
+    if std::env::var_os("DMTCP_BLESS_GOLDEN").is_some() {
+        write(&p, Compression::Gzip { level: 9 }, None).unwrap();
+        std::fs::copy(&p, concat!(env!("CARGO_MANIFEST_DIR"), "/src/image/golden/v1.0-gzip.image")).unwrap();
+    }
+    std::fs::write(&p, GOLDEN_V1_0).unwrap();
+    let info = verify_image(&p).unwrap();
+    assert_eq!((info.header.major, info.header.minor), (1, 0));
+    assert_eq!(info.meta.prog, "prog");
+    assert_eq!(info.threads[0].tid, 7);
+    assert_eq!(info.area_path(&info.areas[0]), "[heap]");
+    let (mut raw, _) = open_raw_for_restart(&p, &d).unwrap();
+    let mut bytes = Vec::new();
+    raw.read_to_end(&mut bytes).unwrap();
+    let a = &info.areas[1];
+    assert!(bytes[a.data_off as usize..(a.data_off + 2 * PAGE) as usize]
+        .chunks(PAGE as usize)
+        .zip([6u8, 7])
+        .all(|(pg, v)| pg.iter().all(|&b| b == v)));
+    std::fs::remove_dir_all(d).unwrap();
+}
