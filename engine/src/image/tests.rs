@@ -441,3 +441,34 @@ fn golden_v1_0_image_still_reads() {
         .all(|(pg, v)| pg.iter().all(|&b| b == v)));
     std::fs::remove_dir_all(d).unwrap();
 }
+
+#[test]
+fn a_full_disk_is_reported_as_such() {
+    let Ok(full) = std::fs::OpenOptions::new().write(true).open("/dev/full") else {
+        return; // no /dev/full in this sandbox
+    };
+    let mem = memory();
+    let threads = [ThreadRecord { tid: 1, resume_sp: 8, ..Default::default() }];
+    let sigs = [SigactionRecord::default(); NUM_SIGNALS];
+    let mut areas = vec![AreaToWrite {
+        record: AreaRecord { start: BASE, end: BASE + 8 * PAGE, prot: PROT_READ, ..Default::default() },
+        path: String::new(),
+        runs: vec![Run { first_page: 0, num_pages: 8 }],
+    }];
+    let meta = ProcessMeta::default();
+    let mut img = ImageContents {
+        header: FileHeader::new_for(Cpu::X86_64, 64, PAGE as u32),
+        threads: &threads,
+        sigactions: &sigs,
+        areas: &mut areas,
+        meta: &meta,
+    };
+    let mut read_mem = |addr: u64, buf: &mut [u8]| -> std::io::Result<()> {
+        let off = (addr - BASE) as usize;
+        buf.copy_from_slice(&mem[off..off + buf.len()]);
+        Ok(())
+    };
+    let e = super::writer::write_raw_named(full, &mut img, &mut read_mem, std::path::Path::new("/ckpt/a.dmtcp")).unwrap_err();
+    assert!(matches!(e, ImageError::DiskFull { .. }), "{e:?}");
+    assert_eq!(e.to_string(), "/ckpt/a.dmtcp: no space left on the device; the previous image is unchanged");
+}
