@@ -751,6 +751,16 @@ pub fn assert_concat(before: &str, after: &str, expected: &str) {
 /// must be a k <= lines(before) with `before[..k] ++ after == expected`, and the restart must
 /// have printed something (the checkpoint landed mid-run). Returns k.
 pub fn assert_continuation(before: &str, after: &str, expected: &str) -> usize {
+    continuation(before, after, expected, true)
+}
+
+/// Like [`assert_continuation`] for a restarted run that was itself killed before the end:
+/// `before[..k] ++ after` must be a prefix of `expected`. Returns k.
+pub fn assert_partial_continuation(before: &str, after: &str, expected: &str) -> usize {
+    continuation(before, after, expected, false)
+}
+
+fn continuation(before: &str, after: &str, expected: &str, complete: bool) -> usize {
     let b = lines(before);
     let a = lines(after);
     let e = lines(expected);
@@ -761,9 +771,16 @@ pub fn assert_continuation(before: &str, after: &str, expected: &str) -> usize {
         fail("nothing printed after the restart (did the checkpoint land after the program finished?)");
     }
     if b.len() > e.len() || b[..] != e[..b.len()] {
-        fail("the run under dmtcp_launch did not print a prefix of the uninterrupted run's output");
+        fail("the run before the checkpoint did not print a prefix of the uninterrupted run's output");
     }
-    match (0..=b.len()).rev().find(|&k| k + a.len() == e.len() && a[..] == e[k..]) {
+    let fits = |k: usize| {
+        if complete {
+            k + a.len() == e.len() && a[..] == e[k..]
+        } else {
+            k + a.len() <= e.len() && a[..] == e[k..k + a.len()]
+        }
+    };
+    match (0..=b.len()).rev().find(|&k| fits(k)) {
         Some(k) => k,
         None => fail("the output after restart does not continue the output before the checkpoint (lines lost or repeated)"),
     }
