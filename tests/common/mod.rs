@@ -381,6 +381,23 @@ extern "C" fn remove_fixture_dir() {
     }
 }
 
+/// A directory shared by the tests of this test binary (compiled fixtures, cached images),
+/// removed when the test binary exits.
+pub fn shared_dir() -> PathBuf {
+    FIXTURE_DIR
+        .get_or_init(|| {
+            let d = std::env::temp_dir().join(format!("dmtcp-e2e-fixtures-{}", std::process::id()));
+            let _ = fs::remove_dir_all(&d);
+            fs::create_dir_all(&d).unwrap_or_else(|e| panic!("create {}: {e}", d.display()));
+            // SAFETY: registers a plain extern "C" function to run at exit.
+            unsafe {
+                libc::atexit(remove_fixture_dir);
+            }
+            d
+        })
+        .clone()
+}
+
 /// tests/fixtures/<name>.c compiled with `cc -O1 -g -pthread` into a binary called `<name>`
 /// (images are named after it), once per test binary.
 pub fn fixture(name: &str) -> PathBuf {
@@ -391,16 +408,7 @@ pub fn fixture(name: &str) -> PathBuf {
     if let Some(p) = map.get(name) {
         return p.clone();
     }
-    let dir = FIXTURE_DIR.get_or_init(|| {
-        let d = std::env::temp_dir().join(format!("dmtcp-e2e-fixtures-{}", std::process::id()));
-        let _ = fs::remove_dir_all(&d);
-        fs::create_dir_all(&d).unwrap_or_else(|e| panic!("create {}: {e}", d.display()));
-        // SAFETY: registers a plain extern "C" function to run at exit.
-        unsafe {
-            libc::atexit(remove_fixture_dir);
-        }
-        d
-    });
+    let dir = shared_dir();
     let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(format!("{name}.c"));
     let out = dir.join(name);
     let cc = std::env::var("CC").unwrap_or_else(|_| "cc".to_string());

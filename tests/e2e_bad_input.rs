@@ -1,0 +1,329 @@
+//! Bad input never crashes and never leaves a process behind: a missing, truncated, corrupted or
+//! foreign-CPU image, an unknown flag, a program that does not exist, or an unreachable
+//! coordinator with --join-coordinator each give exactly one line on stderr and exit code 99 (or
+//! DMTCP_FAIL_RC). A checkpoint that cannot be written leaves the previous image intact and the
+//! program running.
+
+mod common;
+
+use common::*;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::OnceLock;
+
+/// A real raw image and a real gzip image of `counter`, made once per test binary. Tests copy
+/// them before changing them.
+struct Images {
+    raw: PathBuf,
+    gz: PathBuf,
+}
+
+fn images_once() -> &'static Images {
+    static IMGS: OnceLock<Images> = OnceLock::new();
+    IMGS.get_or_init(|| {
+        let make = |name: &'static str, opts: Vec<&'static str>| {
+            std::thread::spawn(move || {
+                let t = TempDir::new(name);
+                let prog = fixture("counter");
+                let coord = Coord::start();
+                let o = LaunchOpts { port: Some(coord.port), opts, ..Default::default() };
+                let mut run = launch(&t.path, &o, &prog, &["200"]);
+                run.wait_lines(3);
+                coord.checkpoint();
+                run.kill();
+                let img = image(&t.path, "counter");
+                let keep = shared_dir().join(format!("{name}.dmtcp"));
+                copy(&img, &keep);
+                keep
+            })
+        };
+        let raw = make("raw-image", vec!["--no-gzip"]);
+        let gz = make("gzip-image", vec![]);
+        let imgs = Images { raw: raw.join().expect("raw image"), gz: gz.join().expect("gzip image") };
+        assert!(is_raw(&imgs.raw), "--no-gzip image is not raw");
+        assert!(is_gzip(&imgs.gz), "default image is not gzip");
+        imgs
+    })
+}
+
+/// A copy of `src` named like an image, in `dir`, changed by `edit`.
+fn edited_image(dir: &Path, src: &Path, edit: impl FnOnce(&mut Vec<u8>)) -> PathBuf {
+    let mut bytes = fs::read(src).expect("read image");
+    edit(&mut bytes);
+    let p = dir.join("ckpt_counter_edited.dmtcp");
+    fs::write(&p, bytes).expect("write edited image");
+    p
+}
+
+/// Run `cmd` (stdout and stderr to files, a unique marker in its environment) and check: exit
+/// code `rc` (not a signal), exactly one non-empty line on stderr, and no process left that
+/// inherited the marker. Returns the stderr line.
+fn expect_fail(t: &TempDir, what: &str, mut cmd: Command, rc: i32) -> String {
+    let (k, v) = unique_marker();
+    let tag: String = what.chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '_' }).collect();
+    let out = t.join(format!("{tag}.out"));
+    let err = t.join(format!("{tag}.err"));
+    cmd.env(&k, &v)
+        .current_dir(&t.path)
+        .stdin(Stdio::null())
+        .stdout(fs::File::create(&out).expect("stdout file"))
+        .stderr(fs::File::create(&err).expect("stderr file"));
+    let mut p = spawn(what, &mut cmd);
+    let st = p.wait();
+    let stderr = fs::read_to_string(&err).unwrap_or_default();
+    let stdout = fs::read_to_string(&out).unwrap_or_default();
+    // Checked before the guard kills the process group: nothing may survive the failure.
+    let marker = format!("{k}={v}");
+    let mut left = processes_with_env(&marker);
+    if !left.is_empty() {
+        std::thread::sleep(std::time::Duration::from_secs(2));
+        left = processes_with_env(&marker);
+    }
+    let left_desc: Vec<String> = left
+        .iter()
+        .map(|pid| {
+            let cl = fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            format!("{pid}: {}", String::from_utf8_lossy(&cl).replace('\0', " "))
+        })
+        .collect();
+    for pid in &left {
+        // SAFETY: kill(2) on a process that carries this test's unique marker.
+        unsafe {
+            libc::kill(*pid, libc::SIGKILL);
+        }
+    }
+    drop(p);
+    reap_orphans();
+    assert!(left.is_empty(), "{what}: processes left behind: {left_desc:?}");
+    assert_eq!(st.code(), Some(rc), "{what}: exit status {st} (want {rc})\n--- stderr ---\n{stderr}--- stdout ---\n{stdout}");
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert!(
+        lines.len() == 1 && !lines[0].trim().is_empty(),
+        "{what}: want exactly one line on stderr, got {}:\n{stderr}",
+        lines.len()
+    );
+    eprintln!("{what}: {}", lines[0]);
+    lines[0].to_string()
+}
+
+fn restart_cmd(port: u16, img: &Path) -> Command {
+    let mut c = dmtcp(RESTART);
+    c.arg("--coord-port").arg(port.to_string()).arg(img);
+    c
+}
+
+#[test]
+fn missing_image() {
+    let t = TempDir::new("missing");
+    let coord = Coord::start();
+    expect_fail(&t, "restart missing image", restart_cmd(coord.port, &t.join("ckpt_counter_nothere.dmtcp")), 99);
+    let mut c = restart_cmd(coord.port, &t.join("ckpt_counter_nothere.dmtcp"));
+    c.env("DMTCP_FAIL_RC", "42");
+    expect_fail(&t, "restart missing image with DMTCP_FAIL_RC=42", c, 42);
+    let mut c = dmtcp(INSPECT);
+    c.arg(t.join("ckpt_counter_nothere.dmtcp"));
+    expect_fail(&t, "inspect missing image", c, 99);
+}
+
+#[test]
+fn truncated_images() {
+    let t = TempDir::new("truncated");
+    let imgs = images_once();
+    let coord = Coord::start();
+    for (kind, src) in [("raw", &imgs.raw), ("gzip", &imgs.gz)] {
+        let img = edited_image(&t.path, src, |b| b.truncate(b.len() / 2));
+        expect_fail(&t, &format!("restart truncated {kind} image"), restart_cmd(coord.port, &img), 99);
+        // Cut inside the header too.
+        let img = edited_image(&t.path, src, |b| b.truncate(100));
+        expect_fail(&t, &format!("restart {kind} image cut at 100 bytes"), restart_cmd(coord.port, &img), 99);
+    }
+    let img = edited_image(&t.path, &imgs.raw, |b| b.clear());
+    expect_fail(&t, "restart empty image", restart_cmd(coord.port, &img), 99);
+}
+
+#[test]
+fn corrupted_images() {
+    let t = TempDir::new("corrupted");
+    let imgs = images_once();
+    let coord = Coord::start();
+    let raw = fs::read(&imgs.raw).expect("raw image");
+    let h = dmtcp_layout::FileHeader::decode(&raw).expect("the raw image's header decodes");
+    // A byte in the middle of the page data (covered by the per-block checksums).
+    let mid_data = (h.data_off + h.data_len / 2) as usize;
+    // A byte in the middle of the process metadata.
+    let mid_meta = (h.meta_off + h.meta_len / 2) as usize;
+    for (what, off) in [("page data", mid_data), ("metadata", mid_meta), ("header", 40usize)] {
+        assert!(off < raw.len(), "{what} offset {off} beyond the image ({} bytes)", raw.len());
+        let img = edited_image(&t.path, &imgs.raw, |b| b[off] ^= 0x5a);
+        expect_fail(&t, &format!("restart raw image with a flipped byte in the {what}"), restart_cmd(coord.port, &img), 99);
+    }
+    // A flipped byte in the middle of a gzip stream.
+    let img = edited_image(&t.path, &imgs.gz, |b| {
+        let mid = b.len() / 2;
+        b[mid] ^= 0x5a;
+    });
+    expect_fail(&t, "restart gzip image with a flipped byte", restart_cmd(coord.port, &img), 99);
+    // Not an image at all.
+    let img = t.join("ckpt_counter_text.dmtcp");
+    fs::write(&img, "this is not a checkpoint image\n").expect("write");
+    expect_fail(&t, "restart a text file", restart_cmd(coord.port, &img), 99);
+}
+
+#[test]
+fn foreign_cpu_image() {
+    let t = TempDir::new("foreign-cpu");
+    let imgs = images_once();
+    let coord = Coord::start();
+    let img = edited_image(&t.path, &imgs.raw, |b| {
+        // cpu: u16 LE at offset 12; 4 = aarch64. Then a valid header CRC over [0, 4092).
+        b[12..14].copy_from_slice(&4u16.to_le_bytes());
+        let n = dmtcp_layout::HEADER_SIZE;
+        let crc = dmtcp_layout::crc32(&b[..n - 4]);
+        b[n - 4..n].copy_from_slice(&crc.to_le_bytes());
+    });
+    // The edited header is valid: only the CPU is wrong.
+    let h = dmtcp_layout::FileHeader::decode(&fs::read(&img).expect("read")).expect("edited header decodes");
+    assert_eq!(h.cpu, 4);
+    let line = expect_fail(&t, "restart an aarch64 image", restart_cmd(coord.port, &img), 99);
+    let l = line.to_lowercase();
+    assert!(l.contains("cpu") || l.contains("aarch64") || l.contains("arch"), "the message should name the CPU mismatch: {line}");
+}
+
+#[test]
+fn unknown_flags() {
+    let t = TempDir::new("flags");
+    let imgs = images_once();
+    let prog = fixture("counter");
+    let port = free_port();
+    let mut c = dmtcp(LAUNCH);
+    c.arg("--coord-port").arg(port.to_string()).arg("--no-such-flag").arg(&prog).arg("3");
+    expect_fail(&t, "dmtcp_launch --no-such-flag", c, 99);
+    let mut c = dmtcp(LAUNCH);
+    c.arg("--coord-port").arg(port.to_string()).arg("--no-such-flag").arg(&prog).arg("3").env("DMTCP_FAIL_RC", "42");
+    expect_fail(&t, "dmtcp_launch --no-such-flag with DMTCP_FAIL_RC=42", c, 42);
+    assert!(!port_in_use(port), "dmtcp_launch with a bad flag started a coordinator");
+    let mut c = dmtcp(RESTART);
+    c.arg("--coord-port").arg(port.to_string()).arg("--no-such-flag").arg(&imgs.raw);
+    expect_fail(&t, "dmtcp_restart --no-such-flag", c, 99);
+    let mut c = dmtcp(COMMAND);
+    c.arg("-p").arg(port.to_string()).arg("--no-such-flag");
+    expect_fail(&t, "dmtcp_command --no-such-flag", c, 99);
+    let mut c = dmtcp(COORDINATOR);
+    c.args(["--port", "0", "--no-such-flag"]);
+    expect_fail(&t, "dmtcp_coordinator --no-such-flag", c, 99);
+    let mut c = dmtcp(INSPECT);
+    c.arg("--no-such-flag").arg(&imgs.raw);
+    expect_fail(&t, "dmtcp_inspect --no-such-flag", c, 99);
+}
+
+#[test]
+fn nonexistent_program() {
+    let t = TempDir::new("noprog");
+    // No coordinator on this port: a failed launch must not leave one behind either.
+    let port = free_port();
+    for (what, prog) in [("absolute path", "/nonexistent/dir/prog"), ("not in PATH", "no-such-program-dmtcp-e2e")] {
+        let mut c = dmtcp(LAUNCH);
+        c.arg("--coord-port").arg(port.to_string()).arg(prog);
+        expect_fail(&t, &format!("dmtcp_launch of a nonexistent program ({what})"), c, 99);
+    }
+    let mut c = dmtcp(LAUNCH);
+    c.arg("--coord-port").arg(port.to_string()).arg("/nonexistent/dir/prog").env("DMTCP_FAIL_RC", "42");
+    expect_fail(&t, "dmtcp_launch of a nonexistent program with DMTCP_FAIL_RC=42", c, 42);
+    assert!(!port_in_use(port), "a coordinator was left listening on {port}");
+    // With a coordinator running, the same.
+    let coord = Coord::start();
+    let mut c = dmtcp(LAUNCH);
+    c.arg("--coord-port").arg(coord.port.to_string()).arg("/nonexistent/dir/prog");
+    expect_fail(&t, "dmtcp_launch of a nonexistent program (coordinator running)", c, 99);
+}
+
+#[test]
+fn join_coordinator_with_nothing_listening() {
+    let t = TempDir::new("join");
+    let imgs = images_once();
+    let prog = fixture("counter");
+    let port = free_port();
+    let mut c = dmtcp(LAUNCH);
+    c.arg("--join-coordinator").arg("--coord-port").arg(port.to_string()).arg(&prog).arg("3");
+    expect_fail(&t, "dmtcp_launch --join-coordinator (nothing listening)", c, 99);
+    let mut c = dmtcp(RESTART);
+    c.arg("--join-coordinator").arg("--coord-port").arg(port.to_string()).arg(&imgs.raw);
+    expect_fail(&t, "dmtcp_restart --join-coordinator (nothing listening)", c, 99);
+    assert!(!port_in_use(port), "--join-coordinator started a coordinator on {port}");
+}
+
+#[test]
+fn inspect_real_images() {
+    let imgs = images_once();
+    for img in [&imgs.raw, &imgs.gz] {
+        let o = output("dmtcp_inspect", dmtcp(INSPECT).arg(img));
+        assert!(o.status.success(), "dmtcp_inspect {}: {}", img.display(), describe(&o));
+        assert!(!o.stdout.is_empty(), "dmtcp_inspect printed nothing");
+        let o = output("dmtcp_inspect --json", dmtcp(INSPECT).arg("--json").arg(img));
+        assert!(o.status.success(), "dmtcp_inspect --json {}: {}", img.display(), describe(&o));
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("dmtcp_inspect --json is not JSON ({e}): {}", describe(&o)));
+        assert!(v.is_object(), "dmtcp_inspect --json: not an object");
+    }
+}
+
+/// Unmounts (lazily) when dropped.
+struct Mount(PathBuf);
+
+impl Drop for Mount {
+    fn drop(&mut self) {
+        let _ = output("umount", Command::new("umount").arg("-l").arg(&self.0));
+    }
+}
+
+/// Fill a file system: write until it refuses.
+fn fill(path: &Path) {
+    use std::io::Write;
+    let mut f = fs::File::create(path).expect("filler file");
+    let chunk = vec![0x55u8; 64 << 10];
+    while f.write_all(&chunk).is_ok() {}
+    let small = [0x55u8; 512];
+    while f.write_all(&small).is_ok() {}
+    let _ = f.flush();
+}
+
+/// A checkpoint into a full file system fails cleanly: the previous image stays intact and
+/// restartable, and the program runs on as if nothing happened.
+#[test]
+fn checkpoint_into_full_filesystem_keeps_previous_image() {
+    let t = TempDir::new("full-fs");
+    let mnt = t.subdir("small");
+    let m = output("mount", Command::new("mount").args(["-t", "tmpfs", "-o", "size=16m", "tmpfs"]).arg(&mnt));
+    if !m.status.success() {
+        eprintln!("NOTE: skipping the full-file-system test: cannot mount a tmpfs ({})", String::from_utf8_lossy(&m.stderr).trim());
+        return;
+    }
+    let _mount = Mount(mnt.clone());
+    let prog = fixture("counter");
+    let expected = run_plain_bg(&prog, &["120"], &t.subdir("plain"));
+    let coord = Coord::start();
+    let mnt_s = mnt.to_str().expect("utf-8 path").to_string();
+    let o = LaunchOpts { port: Some(coord.port), opts: vec!["--ckptdir", &mnt_s], ..Default::default() };
+    let mut run = launch(&t.path, &o, &prog, &["120"]);
+    run.wait_lines(5);
+    coord.checkpoint();
+    let img = image(&mnt, "counter");
+    let saved = fs::read(&img).expect("first image");
+    fill(&mnt.join("filler"));
+    let second = coord.command(&["-bc"]);
+    eprintln!("checkpoint into a full file system: dmtcp_command -bc -> {}", describe(&second));
+    // The program runs on...
+    let n = run.out().lines().count();
+    run.wait_lines(n + 5);
+    // ...to the end, printing exactly what an uninterrupted run prints.
+    run.expect_exit(0);
+    let (exp, _) = expected.join().expect("uninterrupted run");
+    assert_eq!(run.out(), exp, "the failed checkpoint disturbed the program's output");
+    // The previous image is intact and still restarts.
+    assert_eq!(images(&mnt, "counter"), vec![img.clone()], "images after the failed checkpoint: {:?}", listing(&mnt));
+    assert!(fs::read(&img).expect("image after the failed checkpoint") == saved, "the failed checkpoint changed the previous image");
+    let _ = fs::remove_file(mnt.join("filler"));
+    let mut r = restart(&t.path, Some(coord.port), &[], &img, "restart");
+    assert_eq!(r.wait_code(), 0, "restart from the previous image\n{}", r.err());
+    assert_continuation(&run.out(), &r.out(), &exp);
+}
