@@ -98,11 +98,7 @@ fn expect_fail(t: &TempDir, what: &str, mut cmd: Command, rc: i32) -> String {
     assert!(left.is_empty(), "{what}: processes left behind: {left_desc:?}");
     assert_eq!(st.code(), Some(rc), "{what}: exit status {st} (want {rc})\n--- stderr ---\n{stderr}--- stdout ---\n{stdout}");
     let lines: Vec<&str> = stderr.lines().collect();
-    assert!(
-        lines.len() == 1 && !lines[0].trim().is_empty(),
-        "{what}: want exactly one line on stderr, got {}:\n{stderr}",
-        lines.len()
-    );
+    assert!(lines.len() == 1 && !lines[0].trim().is_empty(), "{what}: want exactly one line on stderr, got {}:\n{stderr}", lines.len());
     eprintln!("{what}: {}", lines[0]);
     lines[0].to_string()
 }
@@ -262,7 +258,8 @@ fn inspect_real_images() {
         assert!(!o.stdout.is_empty(), "dmtcp_inspect printed nothing");
         let o = output("dmtcp_inspect --json", dmtcp(INSPECT).arg("--json").arg(img));
         assert!(o.status.success(), "dmtcp_inspect --json {}: {}", img.display(), describe(&o));
-        let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("dmtcp_inspect --json is not JSON ({e}): {}", describe(&o)));
+        let v: serde_json::Value =
+            serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("dmtcp_inspect --json is not JSON ({e}): {}", describe(&o)));
         assert!(v.is_object(), "dmtcp_inspect --json: not an object");
     }
 }

@@ -52,7 +52,7 @@ fn kill_our_coordinators(port: u16) {
         let cmdline = fs::read(e.path().join("cmdline")).unwrap_or_default();
         let args: Vec<String> = cmdline.split(|b| *b == 0).map(|a| String::from_utf8_lossy(a).into_owned()).collect();
         let is_coord = args.first().is_some_and(|a| a.ends_with("dmtcp_coordinator"));
-        let on_port = args.iter().any(|a| *a == p) || (port == 7779 && !args.iter().any(|a| a == "--port" || a == "-p"));
+        let on_port = args.contains(&p) || (port == 7779 && !args.iter().any(|a| a == "--port" || a == "-p"));
         if is_coord && on_port {
             // SAFETY: kill(2) on a child of ours.
             unsafe {
@@ -121,7 +121,7 @@ fn default_port_7779_auto_coordinator() {
         &LaunchOpts::default(),
         &dir,
         || {
-            let o = output("dmtcp_command --bcheckpoint", &mut dmtcp(COMMAND).arg("--bcheckpoint"));
+            let o = output("dmtcp_command --bcheckpoint", dmtcp(COMMAND).arg("--bcheckpoint"));
             assert!(o.status.success(), "dmtcp_command --bcheckpoint failed: {}", describe(&o));
         },
         restart_cmd(None),
