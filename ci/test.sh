@@ -17,6 +17,6 @@ step "cargo build --workspace"
 cargo build --workspace
 
 step "cargo test --workspace"
-cargo test --workspace
+cargo test --workspace --no-fail-fast
 
 printf '\nci/test.sh: all checks passed\n'
