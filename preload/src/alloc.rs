@@ -52,6 +52,20 @@ impl DmtcpAlloc {
 }
 
 impl DmtcpAlloc {
+    /// pthread_atfork prepare: hold the lock across fork so the child never inherits it taken
+    /// by a thread that does not exist there.
+    pub fn lock_for_fork(&self) {
+        while self.lock.compare_exchange_weak(false, true, Ordering::Acquire, Ordering::Relaxed).is_err() {
+            // SAFETY: sched_yield has no arguments.
+            let _ = unsafe { syscalls::syscall0(syscalls::Sysno::sched_yield) };
+        }
+    }
+
+    /// pthread_atfork parent and child: release what `lock_for_fork` took.
+    pub fn unlock_after_fork(&self) {
+        self.lock.store(false, Ordering::Release);
+    }
+
     /// In a restored process: the image holds our allocator state as of the end of the write,
     /// but only the chunks that existed when the memory map was read. Blocks and bump space
     /// from chunks mapped later may be missing, so start over with fresh chunks. Live blocks

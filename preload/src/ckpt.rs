@@ -32,8 +32,22 @@ fn warn(msg: &str) {
     }
 }
 
+/// Connect to the coordinator now, on the main thread before the application's main() runs:
+/// name resolution opens files, and must not take fd numbers the application is about to get.
 pub fn start() {
-    let spawned = std::thread::Builder::new().name("dmtcp_ckpt".into()).stack_size(1 << 20).spawn(run);
+    let cfg = config::get();
+    if cfg.coord_port == 0 {
+        return; // dmtcp_launch --no-coordinator
+    }
+    let stream = match connect() {
+        Ok(s) => s,
+        Err(e) => {
+            warn(&format!("coordinator not reachable at {}:{} ({e}); this process will not be checkpointed", cfg.coord_host, cfg.coord_port));
+            return;
+        }
+    };
+    COORD_FD.store(stream.as_raw_fd(), Release);
+    let spawned = std::thread::Builder::new().name("dmtcp_ckpt".into()).stack_size(1 << 20).spawn(move || run(stream));
     if let Err(e) = spawned {
         warn(&format!("cannot start the checkpoint thread: {e}; this process will not be checkpointed"));
     }
@@ -72,23 +86,11 @@ fn hello(stream: &mut TcpStream, restarted: bool) -> Result<(), protocol::Protoc
     }
 }
 
-fn run() {
+fn run(mut stream: TcpStream) {
     // Process-directed signals (SIGCHLD, SIGINT, ...) and their application handlers belong on
     // the application's threads; after a restart this thread runs with all blocked too.
     let all: u64 = !0;
     let _ = dmtcp_arch::rt_sigprocmask(libc::SIG_SETMASK, Some(&all), None);
-    if config::get().coord_port == 0 {
-        return; // dmtcp_launch --no-coordinator
-    }
-    let mut stream = match connect() {
-        Ok(s) => s,
-        Err(e) => {
-            let cfg = config::get();
-            warn(&format!("coordinator not reachable at {}:{} ({e}); this process will not be checkpointed", cfg.coord_host, cfg.coord_port));
-            return;
-        }
-    };
-    COORD_FD.store(stream.as_raw_fd(), Release);
     if let Err(e) = hello(&mut stream, false) {
         warn(&format!("coordinator handshake failed: {e}"));
         return;

@@ -43,6 +43,7 @@ extern "C" fn dmtcp_init() {
         }
     }
     wrappers::resolve_all();
+    threads::register_thread(dmtcp_arch::sys::gettid());
     let cfg = config::get();
     if !wrappers::install_checkpoint_handler(cfg.ckpt_signal, threads::on_checkpoint_signal) {
         eprintln!("[dmtcp] cannot install the checkpoint signal handler; this process will not be checkpointed");

@@ -119,49 +119,50 @@ pub extern "C" fn on_checkpoint_signal(_sig: i32, _info: *mut libc::siginfo_t, _
     }
 }
 
-/// Thread ids of this process other than `except`, from /proc/self/task. Raw getdents64:
-/// opendir() would call glibc malloc, whose lock a stopped thread may hold.
-fn list_tasks(except: u32, out: &mut Vec<u32>) {
-    out.clear();
-    let path = b"/proc/self/task\0";
-    // SAFETY: path is NUL-terminated; O_DIRECTORY|O_CLOEXEC read-only open.
-    let Ok(fd) = (unsafe {
-        syscalls::syscall4(
-            syscalls::Sysno::openat,
-            libc::AT_FDCWD as usize,
-            path.as_ptr() as usize,
-            (libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC) as usize,
-            0,
-        )
-    }) else {
-        return;
-    };
-    let mut buf = [0u8; 8192];
-    loop {
-        // SAFETY: buf is writable for its length.
-        let n = match unsafe { syscalls::syscall3(syscalls::Sysno::getdents64, fd, buf.as_mut_ptr() as usize, buf.len()) } {
-            Ok(0) | Err(_) => break,
-            Ok(n) => n,
-        };
-        let mut off = 0;
-        // struct linux_dirent64: u64 ino, i64 off, u16 reclen, u8 type, name (NUL-terminated).
-        while off + 19 <= n {
-            let reclen = u16::from_ne_bytes([buf[off + 16], buf[off + 17]]) as usize;
-            if reclen == 0 || off + reclen > n {
-                break;
-            }
-            let name = &buf[off + 19..off + reclen];
-            let name = &name[..name.iter().position(|&c| c == 0).unwrap_or(name.len())];
-            if let Some(tid) = core::str::from_utf8(name).ok().and_then(|s| s.parse::<u32>().ok()) {
-                if tid != except {
-                    out.push(tid);
-                }
-            }
-            off += reclen;
+/// Threads of the application, registered by the pthread_create wrapper (and the main thread
+/// at start-up). /proc/self/task is not used: under qemu-user it lists the emulator's own
+/// threads, which never answer the checkpoint signal.
+static REGISTRY: [AtomicU32; MAX_THREADS] = [const { AtomicU32::new(0) }; MAX_THREADS];
+
+pub fn register_thread(tid: u32) {
+    for slot in &REGISTRY {
+        if slot.compare_exchange(0, tid, AcqRel, Relaxed).is_ok() {
+            return;
         }
     }
-    // SAFETY: closing the fd opened above.
-    let _ = unsafe { syscalls::syscall1(syscalls::Sysno::close, fd) };
+}
+
+pub fn unregister_thread(tid: u32) {
+    for slot in &REGISTRY {
+        if slot.compare_exchange(tid, 0, AcqRel, Relaxed).is_ok() {
+            return;
+        }
+    }
+}
+
+/// After fork the child has one thread: forget the others.
+pub fn reset_registry(only: u32) {
+    for slot in &REGISTRY {
+        slot.store(0, Release);
+    }
+    register_thread(only);
+}
+
+/// Registered threads other than `except` that still exist in this process.
+fn list_tasks(except: u32, out: &mut Vec<u32>) {
+    out.clear();
+    let pid = sys::getpid();
+    for slot in &REGISTRY {
+        let tid = slot.load(Acquire);
+        if tid == 0 || tid == except {
+            continue;
+        }
+        if sys::tgkill(pid, tid, 0).is_err() {
+            let _ = slot.compare_exchange(tid, 0, AcqRel, Relaxed); // exited without telling us
+            continue;
+        }
+        out.push(tid);
+    }
 }
 
 /// Stop every other thread of the process in the checkpoint handler. Returns how many.

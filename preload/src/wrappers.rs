@@ -14,6 +14,9 @@ static REAL_SIGPROCMASK: AtomicUsize = AtomicUsize::new(0);
 static REAL_PTHREAD_SIGMASK: AtomicUsize = AtomicUsize::new(0);
 static REAL_SIGACTION: AtomicUsize = AtomicUsize::new(0);
 static REAL_SIGNAL: AtomicUsize = AtomicUsize::new(0);
+static REAL_PTHREAD_CREATE: AtomicUsize = AtomicUsize::new(0);
+/// A pthread key whose destructor unregisters a thread when it exits (returns or pthread_exit).
+static EXIT_KEY: AtomicUsize = AtomicUsize::new(usize::MAX);
 
 fn real(slot: &AtomicUsize, name: &core::ffi::CStr) -> usize {
     let f = slot.load(Acquire);
@@ -33,6 +36,78 @@ pub fn resolve_all() {
     real(&REAL_PTHREAD_SIGMASK, c"pthread_sigmask");
     real(&REAL_SIGACTION, c"sigaction");
     real(&REAL_SIGNAL, c"signal");
+    real(&REAL_PTHREAD_CREATE, c"pthread_create");
+    // SAFETY: registering handlers that only touch our allocator lock and atomics.
+    unsafe { libc::pthread_atfork(Some(before_fork), Some(after_fork_parent), Some(after_fork_child)) };
+    let mut key: libc::pthread_key_t = 0;
+    // SAFETY: creating a key with a destructor that only touches atomics.
+    if unsafe { libc::pthread_key_create(&mut key, Some(on_thread_exit)) } == 0 {
+        EXIT_KEY.store(key as usize, Release);
+    }
+}
+
+extern "C" fn before_fork() {
+    crate::ALLOC.lock_for_fork();
+}
+
+extern "C" fn after_fork_parent() {
+    crate::ALLOC.unlock_after_fork();
+}
+
+extern "C" fn after_fork_child() {
+    crate::ALLOC.unlock_after_fork();
+    crate::threads::reset_registry(dmtcp_arch::sys::gettid());
+}
+
+unsafe extern "C" fn on_thread_exit(_value: *mut libc::c_void) {
+    crate::threads::unregister_thread(dmtcp_arch::sys::gettid());
+}
+
+type StartFn = extern "C" fn(*mut libc::c_void) -> *mut libc::c_void;
+type PthreadCreateFn = unsafe extern "C" fn(*mut libc::pthread_t, *const libc::pthread_attr_t, StartFn, *mut libc::c_void) -> c_int;
+
+struct Start {
+    routine: StartFn,
+    arg: *mut libc::c_void,
+}
+
+extern "C" fn thread_trampoline(start: *mut libc::c_void) -> *mut libc::c_void {
+    // SAFETY: pthread_create below passes a Box<Start> it leaked for us.
+    let start = unsafe { Box::from_raw(start as *mut Start) };
+    crate::threads::register_thread(dmtcp_arch::sys::gettid());
+    let key = EXIT_KEY.load(Acquire);
+    if key != usize::MAX {
+        // SAFETY: a non-null value makes the key's destructor run at thread exit.
+        unsafe { libc::pthread_setspecific(key as libc::pthread_key_t, 1 as *const libc::c_void) };
+    }
+    (start.routine)(start.arg)
+}
+
+/// Every thread is registered for checkpointing as it starts.
+///
+/// # Safety
+/// Same contract as libc's pthread_create.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn pthread_create(
+    thread: *mut libc::pthread_t,
+    attr: *const libc::pthread_attr_t,
+    routine: StartFn,
+    arg: *mut libc::c_void,
+) -> c_int {
+    let f = real(&REAL_PTHREAD_CREATE, c"pthread_create");
+    if f == 0 {
+        return libc::EAGAIN;
+    }
+    // SAFETY: glibc's pthread_create.
+    let f: PthreadCreateFn = unsafe { core::mem::transmute(f) };
+    let start = Box::into_raw(Box::new(Start { routine, arg })) as *mut libc::c_void;
+    // SAFETY: forwarded contract; the trampoline takes ownership of `start`.
+    let r = unsafe { f(thread, attr, thread_trampoline, start) };
+    if r != 0 {
+        // SAFETY: the thread was not created, so the box is still ours.
+        drop(unsafe { Box::from_raw(start as *mut Start) });
+    }
+    r
 }
 
 type MaskFn = unsafe extern "C" fn(c_int, *const sigset_t, *mut sigset_t) -> c_int;
