@@ -78,7 +78,7 @@ extern "C" fn thread_trampoline(start: *mut libc::c_void) -> *mut libc::c_void {
     let key = EXIT_KEY.load(Acquire);
     if key != usize::MAX {
         // SAFETY: a non-null value makes the key's destructor run at thread exit.
-        unsafe { libc::pthread_setspecific(key as libc::pthread_key_t, 1 as *const libc::c_void) };
+        unsafe { libc::pthread_setspecific(key as libc::pthread_key_t, core::ptr::dangling::<libc::c_void>()) };
     }
     (start.routine)(start.arg)
 }

@@ -156,7 +156,9 @@ fn stage1(fd: i32, page: usize, me: reloc::SelfImage) -> ! {
     // SAFETY: the hole is a fresh RWX mapping of hole_len bytes; the sources are mapped and
     // readable (the loader's own segments, the tables buffer).
     unsafe {
-        mem::memcpy(hole as *mut u8, me.start as *const u8, loader_len);
+        for &(seg_start, seg_end) in &me.segments[..me.num_segments] {
+            mem::memcpy((hole + seg_start - me.start) as *mut u8, seg_start as *const u8, seg_end - seg_start);
+        }
         let tables = hole + loader_len + STACK_SIZE + page;
         mem::memcpy(tables as *mut u8, tmp as *const u8, tables_len);
         let _ = sys::munmap(tmp, tables_space);

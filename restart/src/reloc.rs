@@ -43,6 +43,8 @@ struct Phdr {
     p_align: u32,
 }
 
+const MAX_SEGMENTS: usize = 8;
+
 /// Where the loader sits in memory.
 #[derive(Clone, Copy)]
 pub struct SelfImage {
@@ -51,6 +53,10 @@ pub struct SelfImage {
     pub start: usize,
     pub end: usize,
     pub dynamic: usize,
+    /// The PT_LOAD segments [start, end): the gaps between them may be inaccessible (CPUs with
+    /// 64 KiB segment alignment), so copies are made segment by segment.
+    pub segments: [(usize, usize); MAX_SEGMENTS],
+    pub num_segments: usize,
 }
 
 /// Locate the loader from AT_PHDR / AT_PHNUM.
@@ -90,6 +96,8 @@ pub unsafe fn locate(phdr: usize, phnum: usize, page: usize) -> Option<SelfImage
         }
     };
     let (mut lo, mut hi, mut dynamic) = (usize::MAX, 0usize, 0usize);
+    let mut segments = [(0usize, 0usize); MAX_SEGMENTS];
+    let mut num_segments = 0;
     let mut i = 0;
     while i < phnum {
         // SAFETY: as above.
@@ -103,6 +111,11 @@ pub unsafe fn locate(phdr: usize, phnum: usize, page: usize) -> Option<SelfImage
             if e > hi {
                 hi = e;
             }
+            if num_segments == MAX_SEGMENTS {
+                return None;
+            }
+            segments[num_segments] = (s, e);
+            num_segments += 1;
         } else if p.p_type == PT_DYNAMIC {
             dynamic = base + p.p_vaddr as usize;
         }
@@ -111,7 +124,7 @@ pub unsafe fn locate(phdr: usize, phnum: usize, page: usize) -> Option<SelfImage
     if dynamic == 0 || hi == 0 {
         return None;
     }
-    Some(SelfImage { base, start: lo & !(page - 1), end: (hi + page - 1) & !(page - 1), dynamic })
+    Some(SelfImage { base, start: lo & !(page - 1), end: (hi + page - 1) & !(page - 1), dynamic, segments, num_segments })
 }
 
 /// Apply the RELATIVE relocations of the image whose dynamic section is at `dynamic` and which
