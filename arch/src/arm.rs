@@ -23,8 +23,18 @@ pub const RSEQ_SIG: u32 = 0xe7f5_def3;
 pub const RELATIVE_RELOC: u32 = 23;
 pub const RELOCS_HAVE_ADDEND: bool = false;
 
-/// __ARM_NR_set_tls.
-const ARM_SET_TLS: usize = 0x0f_0005;
+/// __ARM_NR_set_tls (0xf0005), an ARM-private call the syscalls crate does not know: r7 is
+/// reserved by LLVM, so it is saved around the call by hand.
+fn set_tls(tls: usize) -> Result<(), Errno> {
+    let r: i32;
+    // SAFETY: set_tls only changes TPIDRURO of the calling thread; r7 is restored.
+    unsafe { core::arch::asm!("push {{r7}}", "movw r7, #5", "movt r7, #15", "svc #0", "pop {{r7}}", inlateout("r0") tls as i32 => r) };
+    if r < 0 {
+        Err(Errno::new(-r))
+    } else {
+        Ok(())
+    }
+}
 
 /// The calling thread's TLS: (TPIDRURO, unused).
 pub fn current_tls() -> (u64, u64) {
@@ -184,7 +194,7 @@ pub unsafe fn spawn_restored_thread(t: &ThreadResume) -> Result<u32, Errno> {
 /// # Safety
 /// As on x86_64.
 pub unsafe fn restore_current_thread_tls(t: &ThreadResume) -> Result<(), Errno> {
-    syscalls::syscall1(Sysno::from(ARM_SET_TLS as u32), t.tls)?;
+    set_tls(t.tls)?;
     if t.tid_address != 0 {
         let tid = syscall1(Sysno::set_tid_address, t.tid_address)?;
         core::ptr::write_volatile(t.tid_address as *mut u32, tid as u32);

@@ -180,7 +180,7 @@ fn special_range(path: &str) -> Option<&'static str> {
         "[vdso]" => Some("vdso"),
         "[vvar]" => Some("vvar"),
         "[vvar_vclock]" => Some("vvar_vclock"),
-        "[vsyscall]" => Some("vsyscall"),
+        "[vsyscall]" | "[vectors]" => Some("vsyscall"),
         _ => None,
     }
 }

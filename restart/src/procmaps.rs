@@ -68,7 +68,8 @@ fn parse_line(line: &[u8]) -> Option<Entry> {
         Some(b"[vdso]") => Special::Vdso,
         Some(b"[vvar]") => Special::Vvar,
         Some(b"[vvar_vclock]") => Special::VvarVclock,
-        Some(b"[vsyscall]") => Special::Vsyscall,
+        // Kernel pages that cannot be moved or unmapped: x86_64's [vsyscall], ARM's [vectors].
+        Some(b"[vsyscall]") | Some(b"[vectors]") => Special::Vsyscall,
         _ => Special::None,
     };
     Some(Entry { start, end, special })
