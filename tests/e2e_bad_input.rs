@@ -324,3 +324,18 @@ fn checkpoint_into_full_filesystem_keeps_previous_image() {
     assert_eq!(r.wait_code(), 0, "restart from the previous image\n{}", r.err());
     assert_continuation(&run.out(), &r.out(), &exp);
 }
+
+/// The static loader run by hand: it must relocate itself (before which it may call nothing
+/// out of line), then refuse with one line and DMTCP's code, whatever fd it is given.
+#[test]
+fn restart_loader_refuses_bad_arguments() {
+    init();
+    let t = TempDir::new("loader-args");
+    let loader = bin_dir().join("mtcp_restart");
+    let line = expect_fail(&t, "loader without arguments", Command::new(&loader), 99);
+    assert!(line.contains("usage"), "{line}");
+    let mut cmd = Command::new(&loader);
+    cmd.args(["0", "42"]); // stdin is /dev/null: no image there
+    let line = expect_fail(&t, "loader with a non-image fd", cmd, 42);
+    assert!(line.contains("image"), "{line}");
+}

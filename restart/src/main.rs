@@ -89,14 +89,13 @@ unsafe extern "C" fn loader_main(sp: *const usize) -> ! {
         a = unsafe { a.add(2) };
     }
     // SAFETY: phdr/phnum come from the auxiliary vector.
-    let me = match unsafe { reloc::locate(phdr, phnum, page) } {
-        Some(me) => me,
-        None => die("cannot find own program headers", 0),
-    };
-    // SAFETY: `me` describes this executable, loaded writable where it has relocations.
-    if !unsafe { reloc::relocate(me.base, me.dynamic, None) } {
+    let Some((base, dynamic)) = (unsafe { reloc::base_and_dynamic(phdr, phnum) }) else { die("cannot find own program headers", 0) };
+    // SAFETY: base/dynamic describe this executable, loaded writable where it has relocations.
+    if !unsafe { reloc::relocate(base, dynamic, None) } {
         die("unsupported relocation in the loader", 0);
     }
+    // SAFETY: as above; from here on anything may be called.
+    let Some(me) = (unsafe { reloc::locate(phdr, phnum, page) }) else { die("cannot find own program headers", 0) };
     if argc < 3 {
         die("usage: mtcp_restart <image-fd> <fail-rc> (run by dmtcp_restart)", 0);
     }

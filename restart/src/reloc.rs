@@ -59,42 +59,65 @@ pub struct SelfImage {
     pub num_segments: usize,
 }
 
-/// Locate the loader from AT_PHDR / AT_PHNUM.
+/// Where the kernel loaded the loader, and its dynamic section: just enough to relocate.
+/// Returns two words in registers: no memcpy/memset may be emitted before relocation.
 ///
 /// # Safety
 /// `phdr` and `phnum` must come from the kernel's auxiliary vector.
-pub unsafe fn locate(phdr: usize, phnum: usize, page: usize) -> Option<SelfImage> {
+pub unsafe fn base_and_dynamic(phdr: usize, phnum: usize) -> Option<(usize, usize)> {
+    // SAFETY: forwarded contract.
+    let base = unsafe { load_base(phdr, phnum) }?;
     let phdrs = phdr as *const Phdr;
-    let mut base = None;
+    let mut i = 0;
+    while i < phnum {
+        // SAFETY: the kernel maps phnum program headers at phdr.
+        let p = unsafe { &*phdrs.add(i) };
+        if p.p_type == PT_DYNAMIC {
+            return Some((base, base + p.p_vaddr as usize));
+        }
+        i += 1;
+    }
+    None
+}
+
+/// # Safety
+/// `phdr` and `phnum` must come from the kernel's auxiliary vector.
+unsafe fn load_base(phdr: usize, phnum: usize) -> Option<usize> {
+    let phdrs = phdr as *const Phdr;
     let mut i = 0;
     while i < phnum {
         // SAFETY: the kernel maps phnum program headers at phdr.
         let p = unsafe { &*phdrs.add(i) };
         if p.p_type == PT_PHDR {
-            base = Some(phdr - p.p_vaddr as usize);
+            return Some(phdr - p.p_vaddr as usize);
         }
         i += 1;
     }
     // GNU ld writes no PT_PHDR for a static PIE: the program headers then follow the ELF
     // header at file offset 0, mapped at link address 0.
-    let base = match base {
-        Some(b) => b,
-        None => {
-            let ehdr_size = if core::mem::size_of::<usize>() == 8 { 64 } else { 52 };
-            let b = phdr - ehdr_size;
-            // SAFETY: the first PT_LOAD maps the ELF header at `b` if our assumption holds;
-            // magic and e_phoff are checked before trusting it.
-            let (magic, phoff) = unsafe {
-                let m = *(b as *const [u8; 4]);
-                let off = if ehdr_size == 64 { *((b + 32) as *const u64) as usize } else { *((b + 28) as *const u32) as usize };
-                (m, off)
-            };
-            if magic != [0x7f, b'E', b'L', b'F'] || phoff != ehdr_size {
-                return None;
-            }
-            b
-        }
+    let ehdr_size = if core::mem::size_of::<usize>() == 8 { 64 } else { 52 };
+    let b = phdr - ehdr_size;
+    // SAFETY: the first PT_LOAD maps the ELF header at `b` if our assumption holds; magic and
+    // e_phoff are checked before trusting it.
+    let (magic, phoff) = unsafe {
+        let m = *(b as *const [u8; 4]);
+        let off = if ehdr_size == 64 { *((b + 32) as *const u64) as usize } else { *((b + 28) as *const u32) as usize };
+        (m, off)
     };
+    if magic != [0x7f, b'E', b'L', b'F'] || phoff != ehdr_size {
+        return None;
+    }
+    Some(b)
+}
+
+/// The loader's whole layout, once it is relocated.
+///
+/// # Safety
+/// `phdr` and `phnum` must come from the kernel's auxiliary vector.
+pub unsafe fn locate(phdr: usize, phnum: usize, page: usize) -> Option<SelfImage> {
+    let phdrs = phdr as *const Phdr;
+    // SAFETY: forwarded contract.
+    let base = unsafe { load_base(phdr, phnum) }?;
     let (mut lo, mut hi, mut dynamic) = (usize::MAX, 0usize, 0usize);
     let mut segments = [(0usize, 0usize); MAX_SEGMENTS];
     let mut num_segments = 0;
@@ -103,7 +126,6 @@ pub unsafe fn locate(phdr: usize, phnum: usize, page: usize) -> Option<SelfImage
         // SAFETY: as above.
         let p = unsafe { &*phdrs.add(i) };
         if p.p_type == PT_LOAD {
-            // Plain comparisons: before relocation no out-of-line function may be called.
             let (s, e) = (base + p.p_vaddr as usize, base + p.p_vaddr as usize + p.p_memsz as usize);
             if s < lo {
                 lo = s;
