@@ -4,7 +4,7 @@
 
 use crate::{capture, config, threads};
 use core::cell::UnsafeCell;
-use core::sync::atomic::{AtomicI32, AtomicUsize, Ordering::*};
+use core::sync::atomic::{AtomicI32, AtomicU32, AtomicUsize, Ordering::*};
 use dmtcp_engine::protocol::{self, FromCoord, ToCoord};
 use dmtcp_layout::RestartInfo;
 use std::net::TcpStream;
@@ -15,6 +15,8 @@ use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd};
 pub const PROTECTED_FD_BASE: i32 = 821;
 
 pub static COORD_FD: AtomicI32 = AtomicI32::new(-1);
+/// This thread's tid as the thread registry knows it (it changes with every restart).
+static CKPT_TID: AtomicU32 = AtomicU32::new(0);
 /// The checkpoint thread's own saved context (from `save_and_run`).
 pub static CKPT_SP: AtomicUsize = AtomicUsize::new(0);
 static NUM_PARKED: AtomicUsize = AtomicUsize::new(0);
@@ -91,6 +93,7 @@ fn run(mut stream: TcpStream) {
     // the application's threads; after a restart this thread runs with all blocked too.
     let all: u64 = !0;
     let _ = dmtcp_arch::rt_sigprocmask(libc::SIG_SETMASK, Some(&all), None);
+    CKPT_TID.store(dmtcp_arch::sys::gettid(), Release);
     if let Err(e) = hello(&mut stream, false) {
         warn(&format!("coordinator handshake failed: {e}"));
         return;
@@ -170,6 +173,8 @@ fn after_restart(stream: &mut TcpStream) {
     crate::ALLOC.forget_unsaved_chunks();
     // SAFETY: PR_SET_NAME reads a NUL-terminated name of at most 16 bytes.
     unsafe { libc::prctl(libc::PR_SET_NAME, c"dmtcp_ckpt".as_ptr()) };
+    let me = dmtcp_arch::sys::gettid();
+    threads::replace_thread(CKPT_TID.swap(me, AcqRel), me);
     threads::wait_restored_checkins(NUM_PARKED.load(Acquire));
     // SAFETY: the loader wrote RESTART_INFO before any thread ran.
     let info = unsafe { *RESTART_INFO.0.get() };

@@ -108,7 +108,8 @@ pub extern "C" fn on_checkpoint_signal(_sig: i32, _info: *mut libc::siginfo_t, _
     let restored = unsafe { dmtcp_arch::park(slot.sp.as_ptr(), PARK_WORD.as_ptr(), park_value) };
     if restored == 1 {
         // SAFETY: our own slot's record; the checkpoint thread only reads it.
-        let comm = unsafe { (*slot.record.get()).comm };
+        let (comm, old_tid) = unsafe { ((*slot.record.get()).comm, (*slot.record.get()).tid) };
+        replace_thread(old_tid, sys::gettid());
         // SAFETY: comm is a 16-byte buffer.
         let _ = unsafe { syscalls::syscall2(syscalls::Sysno::prctl, PR_SET_NAME, comm.as_ptr() as usize) };
         RESTORED_CHECKINS.fetch_add(1, AcqRel);
@@ -138,6 +139,16 @@ pub fn unregister_thread(tid: u32) {
             return;
         }
     }
+}
+
+/// A restored thread has a new tid: swap it in for the one recorded at checkpoint time.
+pub fn replace_thread(old: u32, new: u32) {
+    for slot in &REGISTRY {
+        if slot.compare_exchange(old, new, AcqRel, Relaxed).is_ok() {
+            return;
+        }
+    }
+    register_thread(new);
 }
 
 /// After fork the child has one thread: forget the others.
