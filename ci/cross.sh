@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# Cross-build everything for the other CPUs and run the end-to-end suite on each:
+#   i686     natively (this x86_64 kernel runs 32-bit programs),
+#   armv7    under qemu-user through binfmt_misc,
+#   aarch64  under qemu-user through binfmt_misc.
+# Needs the cross gcc packages, libc6-i386, qemu-user-static and registered binfmt handlers
+# (.ci/run installs and registers them). Usage: ci/cross.sh [TARGET...]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# The end-to-end tests that need nothing but the kernel features qemu-user emulates faithfully.
+E2E=(--test e2e_roundtrip --test e2e_threads --test e2e_growth --test e2e_files --test e2e_lifecycle --test e2e_bad_input --test inspect_cli)
+
+run_target() {
+  local target=$1 cc=$2 prefix=${3:-}
+  printf '\n==> %s: build\n' "$target"
+  cargo build --workspace --target "$target"
+  printf '\n==> %s: unit tests (engine, layout)\n' "$target"
+  CC=$cc cargo test --target "$target" -p dmtcp-layout -p dmtcp-engine
+  printf '\n==> %s: end-to-end tests\n' "$target"
+  if [ -n "$prefix" ]; then
+    # Every program the tests start (our commands, the fixtures) finds its libraries here.
+    QEMU_LD_PREFIX=$prefix CC=$cc cargo test --target "$target" -p dmtcp-rs "${E2E[@]}"
+  else
+    CC=$cc cargo test --target "$target" -p dmtcp-rs "${E2E[@]}"
+  fi
+}
+
+targets=("$@")
+[ "${#targets[@]}" -gt 0 ] || targets=(i686-unknown-linux-gnu aarch64-unknown-linux-gnu armv7-unknown-linux-gnueabihf)
+for t in "${targets[@]}"; do
+  case "$t" in
+    i686-unknown-linux-gnu) run_target "$t" i686-linux-gnu-gcc ;;
+    aarch64-unknown-linux-gnu) run_target "$t" aarch64-linux-gnu-gcc /usr/aarch64-linux-gnu ;;
+    armv7-unknown-linux-gnueabihf) run_target "$t" arm-linux-gnueabihf-gcc /usr/arm-linux-gnueabihf ;;
+    *) echo "ci/cross.sh: unknown target $t" >&2; exit 2 ;;
+  esac
+done
+printf '\nci/cross.sh: all targets passed\n'
