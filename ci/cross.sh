@@ -20,9 +20,9 @@ run_target() {
   printf '\n==> %s: end-to-end tests\n' "$target"
   if [ -n "$prefix" ]; then
     # Every program the tests start (our commands, the fixtures) finds its libraries here.
-    QEMU_LD_PREFIX=$prefix CC=$cc cargo test --target "$target" -p dmtcp-rs "${E2E[@]}"
+    QEMU_LD_PREFIX=$prefix CC=$cc cargo test --no-fail-fast --target "$target" -p dmtcp-rs "${E2E[@]}"
   else
-    CC=$cc cargo test --target "$target" -p dmtcp-rs "${E2E[@]}"
+    CC=$cc cargo test --no-fail-fast --target "$target" -p dmtcp-rs "${E2E[@]}"
   fi
 }
 

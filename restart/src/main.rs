@@ -23,7 +23,15 @@ use fail::die;
 dmtcp_arch::define_loader_entry!(loader_main);
 
 #[panic_handler]
-fn panic(_: &core::panic::PanicInfo) -> ! {
+fn panic(info: &core::panic::PanicInfo) -> ! {
+    if let Some(loc) = info.location() {
+        let mut buf = [0u8; 20];
+        sys::write_all(2, b"mtcp_restart: internal error at ");
+        sys::write_all(2, loc.file().as_bytes());
+        sys::write_all(2, b":");
+        sys::write_all(2, fail::fmt_dec(loc.line() as u64, &mut buf));
+        sys::write_all(2, b"\n");
+    }
     die("internal error", 0)
 }
 
@@ -156,7 +164,7 @@ fn stage1(fd: i32, page: usize, me: reloc::SelfImage) -> ! {
     // readable (the loader's own segments, the tables buffer).
     unsafe {
         for &(seg_start, seg_end) in &me.segments[..me.num_segments] {
-            mem::memcpy((hole + seg_start - me.start) as *mut u8, seg_start as *const u8, seg_end - seg_start);
+            mem::memcpy((hole + (seg_start - me.start)) as *mut u8, seg_start as *const u8, seg_end - seg_start);
         }
         let tables = hole + loader_len + STACK_SIZE + page;
         mem::memcpy(tables as *mut u8, tmp as *const u8, tables_len);
