@@ -19,4 +19,16 @@ cargo build --workspace
 step "cargo test --workspace"
 cargo test --workspace --no-fail-fast
 
+# The other CPUs, where their toolchains are installed (ci/setup-cross.sh; .ci/run does it).
+cross=()
+command -v i686-linux-gnu-gcc >/dev/null && [ -e /lib/ld-linux.so.2 ] && cross+=(i686-unknown-linux-gnu)
+[ -e /proc/sys/fs/binfmt_misc/qemu-aarch64 ] && command -v aarch64-linux-gnu-gcc >/dev/null && cross+=(aarch64-unknown-linux-gnu)
+[ -e /proc/sys/fs/binfmt_misc/qemu-arm ] && command -v arm-linux-gnueabihf-gcc >/dev/null && cross+=(armv7-unknown-linux-gnueabihf)
+if [ "${#cross[@]}" -gt 0 ]; then
+  step "other CPUs: ${cross[*]}"
+  ci/cross.sh "${cross[@]}"
+else
+  printf '\n==> other CPUs skipped: run ci/setup-cross.sh (as root) to install their toolchains and qemu-user\n'
+fi
+
 printf '\nci/test.sh: all checks passed\n'

@@ -20,6 +20,8 @@ static CKPT_TID: AtomicU32 = AtomicU32::new(0);
 /// The checkpoint thread's own saved context (from `save_and_run`).
 pub static CKPT_SP: AtomicUsize = AtomicUsize::new(0);
 static NUM_PARKED: AtomicUsize = AtomicUsize::new(0);
+/// glibc's `__curbrk` (its idea of the program break), resolved at start-up.
+pub static GLIBC_CURBRK: AtomicUsize = AtomicUsize::new(0);
 
 /// Filled in by the restart loader (its address is recorded in every image).
 pub struct RestartInfoCell(pub UnsafeCell<RestartInfo>);
@@ -178,6 +180,19 @@ fn after_restart(stream: &mut TcpStream) {
     threads::wait_restored_checkins(NUM_PARKED.load(Acquire));
     // SAFETY: the loader wrote RESTART_INFO before any thread ran.
     let info = unsafe { *RESTART_INFO.0.get() };
+    if info.mm_not_restored != 0 {
+        // The kernel's program break is still the loader's (PR_SET_MM_MAP was refused: qemu-user,
+        // or no privilege). glibc must not believe its old heap end: it would take the kernel's
+        // answer to its next brk() as success and use memory that is not there. Telling it the
+        // kernel's break makes the next sbrk() a non-contiguous extension, which malloc handles.
+        let curbrk = GLIBC_CURBRK.load(Acquire) as *mut usize;
+        // SAFETY: brk(0) only reports the current break.
+        let now = unsafe { syscalls::syscall1(syscalls::Sysno::brk, 0) }.unwrap_or(0);
+        if !curbrk.is_null() && now != 0 {
+            // SAFETY: glibc's exported __curbrk; the application's threads are all still parked.
+            unsafe { curbrk.write_volatile(now) };
+        }
+    }
     if info.loader_len != 0 {
         // SAFETY: no thread runs loader code any more: all checked in.
         let _ = unsafe { dmtcp_arch::sys::munmap(info.loader_start as usize, info.loader_len as usize) };

@@ -43,6 +43,8 @@ extern "C" fn dmtcp_init() {
         }
     }
     wrappers::resolve_all();
+    // SAFETY: dlsym of glibc's exported program-break variable (may be absent: null).
+    ckpt::GLIBC_CURBRK.store(unsafe { libc::dlsym(libc::RTLD_DEFAULT, c"__curbrk".as_ptr()) } as usize, Relaxed);
     threads::register_thread(dmtcp_arch::sys::gettid());
     let cfg = config::get();
     if !wrappers::install_checkpoint_handler(cfg.ckpt_signal, threads::on_checkpoint_signal) {

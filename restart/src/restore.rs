@@ -277,9 +277,10 @@ fn restore_sigactions(ctx: &Ctx) {
     }
 }
 
-/// The kernel's struct prctl_mm_map.
+/// The kernel's struct prctl_mm_map, generic over the width of its `auxv` pointer: a 32-bit
+/// process on a 64-bit kernel must pass the kernel's (64-bit) layout, there is no compat version.
 #[repr(C)]
-struct PrctlMmMap {
+struct PrctlMmMap<P> {
     start_code: u64,
     end_code: u64,
     start_data: u64,
@@ -291,19 +292,13 @@ struct PrctlMmMap {
     arg_end: u64,
     env_start: u64,
     env_end: u64,
-    auxv: usize,
+    auxv: P,
     auxv_size: u32,
     exe_fd: u32,
 }
 
-/// Give the kernel the image's brk, stack and argument/environment bounds, so the heap grows
-/// where the program expects and /proc/self/cmdline reads right. Best effort (qemu-user refuses).
-fn restore_mm(h: &FileHeader) -> bool {
-    let m = &h.mm;
-    if m.start_code == 0 || m.arg_start == 0 || m.brk < m.start_brk {
-        return false;
-    }
-    let map = PrctlMmMap {
+fn set_mm_map<P: Default>(m: &MmFields) -> bool {
+    let map = PrctlMmMap::<P> {
         start_code: m.start_code,
         end_code: m.end_code,
         start_data: m.start_data,
@@ -315,13 +310,26 @@ fn restore_mm(h: &FileHeader) -> bool {
         arg_end: m.arg_end,
         env_start: m.env_start,
         env_end: m.env_end,
-        auxv: 0,
+        auxv: P::default(),
         auxv_size: 0,
         exe_fd: u32::MAX,
     };
     // SAFETY: `map` is a valid struct prctl_mm_map of the size passed.
-    unsafe { syscalls::syscall5(Sysno::prctl, PR_SET_MM, PR_SET_MM_MAP, &map as *const PrctlMmMap as usize, core::mem::size_of::<PrctlMmMap>(), 0) }
-        .is_ok()
+    unsafe {
+        syscalls::syscall5(Sysno::prctl, PR_SET_MM, PR_SET_MM_MAP, &map as *const PrctlMmMap<P> as usize, core::mem::size_of::<PrctlMmMap<P>>(), 0)
+    }
+    .is_ok()
+}
+
+/// Give the kernel the image's brk, stack and argument/environment bounds, so the heap grows
+/// where the program expects and /proc/self/cmdline reads right. Best effort (qemu-user refuses).
+fn restore_mm(h: &FileHeader) -> bool {
+    let m = &h.mm;
+    if m.start_code == 0 || m.arg_start == 0 || m.brk < m.start_brk {
+        return false;
+    }
+    // The native layout, then the 64-bit kernel's layout (a 32-bit process on a 64-bit kernel).
+    set_mm_map::<usize>(m) || (core::mem::size_of::<usize>() != 8 && set_mm_map::<u64>(m))
 }
 
 fn write_restart_info(ctx: &Ctx, mm_failed: bool) {
