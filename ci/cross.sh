@@ -18,6 +18,11 @@ run_target() {
   printf '\n==> %s: unit tests (engine, layout)\n' "$target"
   CC=$cc cargo test --target "$target" -p dmtcp-layout -p dmtcp-engine
   printf '\n==> %s: end-to-end tests\n' "$target"
+  if [ "$target" = i686-unknown-linux-gnu ] && [ "$(uname -m)" = x86_64 ]; then
+    printf '\n==> multilib: the x86_64 commands with 32-bit programs\n'
+    cargo build --workspace
+    DMTCP_TEST_LIB32_DIR="$PWD/target/i686-unknown-linux-gnu/debug" cargo test -p dmtcp-rs --test e2e_multilib
+  fi
   if [ -n "$prefix" ]; then
     # Every program the tests start (our commands, the fixtures) finds its libraries here.
     QEMU_LD_PREFIX=$prefix CC=$cc cargo test --no-fail-fast --target "$target" -p dmtcp-rs "${E2E[@]}"

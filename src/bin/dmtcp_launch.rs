@@ -86,10 +86,11 @@ fn absolute(p: &Path) -> PathBuf {
 fn main() {
     let args: Args = parse_args(PROG);
     let prog = &args.command[0];
-    if resolve_program(prog).is_none() {
+    let Some(resolved) = resolve_program(prog) else {
         die(PROG, format!("{prog}: no such executable program"));
-    }
-    let lib = locate::preload_library_for(prog).unwrap_or_else(|e| die(PROG, e));
+    };
+    let cpu = locate::elf_cpu(&resolved).unwrap_or(dmtcp_arch::CPU);
+    let lib = locate::preload_value_for(cpu).unwrap_or_else(|e| die(PROG, format!("{prog}: {e}")));
     let ckpt_dir = args.ckptdir.clone().or_else(|| std::env::var_os("DMTCP_CHECKPOINT_DIR").map(PathBuf::from)).map(|d| absolute(&d));
     if let Some(d) = &ckpt_dir {
         if let Err(e) = std::fs::create_dir_all(d) {
@@ -142,8 +143,8 @@ fn main() {
         cmd.env("DMTCP_QUIET", "1");
     }
     let preload = match std::env::var("LD_PRELOAD") {
-        Ok(old) if !old.is_empty() => format!("{}:{old}", lib.display()),
-        _ => lib.display().to_string(),
+        Ok(old) if !old.is_empty() => format!("{lib}:{old}"),
+        _ => lib,
     };
     cmd.env("LD_PRELOAD", preload);
     // exec: the program becomes this process, so its exit code is ours.

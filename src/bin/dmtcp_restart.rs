@@ -68,10 +68,12 @@ fn host_cpu_features() -> (u64, u64) {
 /// Refuse what the loader could only fail on after the point of no return.
 fn check_compatible(path: &Path, info: &ImageInfo, strict: bool) {
     let h = &info.header;
-    match h.cpu() {
-        Some(cpu) if cpu == dmtcp_arch::CPU => {}
-        Some(cpu) => die(PROG, format!("{}: image is for {} but this is {}", path.display(), cpu.name(), dmtcp_arch::CPU.name())),
+    let cpu = match h.cpu() {
+        Some(cpu) => cpu,
         None => die(PROG, format!("{}: image is for an unknown CPU", path.display())),
+    };
+    if let Err(e) = locate::support_dir_for(cpu) {
+        die(PROG, format!("{}: image is for {}: {e}", path.display(), cpu.name()));
     }
     let (have1, have2) = host_cpu_features();
     let (missing1, missing2) = (h.hwcap & !have1, h.hwcap2 & !have2);
@@ -87,7 +89,8 @@ fn check_compatible(path: &Path, info: &ImageInfo, strict: bool) {
     if h.page_size != page_size() {
         die(PROG, format!("{}: image has page size {} but this system uses {}", path.display(), h.page_size, page_size()));
     }
-    if !h.vdso.is_empty() {
+    // A 32-bit process has another vdso than this command: the loader itself checks those.
+    if !h.vdso.is_empty() && cpu == dmtcp_arch::CPU {
         let maps = std::fs::read_to_string("/proc/self/maps").unwrap_or_default();
         let size_of = |name: &str| {
             maps.lines().find(|l| l.ends_with(name)).and_then(|l| {
@@ -201,9 +204,9 @@ fn main() {
             path = dir.join(name);
         }
     }
-    let loader = locate::restart_loader().unwrap_or_else(|e| die(PROG, e));
     let (raw, info) = reader::open_raw_for_restart(&path, &tmpdir).unwrap_or_else(|e| die(PROG, e));
     check_compatible(&path, &info, !args.no_strict_checking);
+    let loader = locate::restart_loader_for(info.header.cpu().unwrap_or(dmtcp_arch::CPU)).unwrap_or_else(|e| die(PROG, e));
     let meta = &info.meta;
 
     let addr = coord_client::coord_addr(args.coord_host.as_deref(), args.coord_port);

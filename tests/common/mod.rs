@@ -401,20 +401,28 @@ pub fn shared_dir() -> PathBuf {
 /// tests/fixtures/<name>.c compiled with `cc -O1 -g -pthread` into a binary called `<name>`
 /// (images are named after it), once per test binary.
 pub fn fixture(name: &str) -> PathBuf {
+    let cc = std::env::var("CC").unwrap_or_else(|_| "cc".to_string());
+    fixture_with(name, &cc)
+}
+
+/// A fixture compiled with a given C compiler (e.g. i686-linux-gnu-gcc for 32-bit programs);
+/// the program keeps its name, in a directory of its own per compiler.
+pub fn fixture_with(name: &str, cc: &str) -> PathBuf {
     init();
-    static BUILT: Mutex<Option<HashMap<String, PathBuf>>> = Mutex::new(None);
+    static BUILT: Mutex<Option<HashMap<(String, String), PathBuf>>> = Mutex::new(None);
     let mut built = BUILT.lock().unwrap_or_else(|e| e.into_inner());
     let map = built.get_or_insert_with(HashMap::new);
-    if let Some(p) = map.get(name) {
+    let key = (name.to_string(), cc.to_string());
+    if let Some(p) = map.get(&key) {
         return p.clone();
     }
-    let dir = shared_dir();
+    let dir = shared_dir().join(cc.replace('/', "_"));
+    fs::create_dir_all(&dir).expect("fixture directory");
     let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(format!("{name}.c"));
     let out = dir.join(name);
-    let cc = std::env::var("CC").unwrap_or_else(|_| "cc".to_string());
-    let o = output(&format!("{cc} {name}.c"), Command::new(&cc).args(["-O1", "-g", "-pthread", "-o"]).arg(&out).arg(&src));
+    let o = output(&format!("{cc} {name}.c"), Command::new(cc).args(["-O1", "-g", "-pthread", "-o"]).arg(&out).arg(&src));
     assert!(o.status.success(), "compiling {} failed ({}):\n{}", src.display(), o.status, String::from_utf8_lossy(&o.stderr));
-    map.insert(name.to_string(), out.clone());
+    map.insert(key, out.clone());
     out
 }
 
@@ -608,6 +616,8 @@ pub struct LaunchOpts<'a> {
     pub env: Vec<(&'a str, String)>,
     /// Name of the log files (`<log>.out`, `<log>.err`) in `dir`.
     pub log: &'a str,
+    /// Another dmtcp_launch than the one cargo built (an installed one).
+    pub launch_bin: Option<&'a Path>,
 }
 
 /// `dmtcp_launch [--coord-port P] OPTS PROG ARGS` with `dir` as cwd (so the default checkpoint
@@ -616,7 +626,7 @@ pub fn launch(dir: &Path, o: &LaunchOpts, prog: &Path, args: &[&str]) -> Run {
     let log = if o.log.is_empty() { "launch" } else { o.log };
     let stdout = dir.join(format!("{log}.out"));
     let stderr = dir.join(format!("{log}.err"));
-    let mut c = dmtcp(LAUNCH);
+    let mut c = dmtcp(o.launch_bin.and_then(Path::to_str).unwrap_or(LAUNCH));
     if let Some(p) = o.port {
         c.arg("--coord-port").arg(p.to_string());
     }
