@@ -175,7 +175,20 @@ fn place_vdso(h: &FileHeader, vdso: Range, vvar: Range, vclock: Range) {
     if h.vdso.is_empty() {
         return; // the checkpointed process had no vdso (qemu-user): nothing points into one
     }
+    if h.vvar.is_empty() && vvar.is_empty() && vclock.is_empty() && vdso.len() == h.vdso.len() {
+        copy_dataless_vdso(vdso, h.vdso);
+        return;
+    }
     if vdso.len() != h.vdso.len() || vvar.len() != h.vvar.len() || vclock.len() != h.vvar_vclock.len() {
+        sys::write_all(2, b"mtcp_restart: vdso/vvar/vvar_vclock bytes now ");
+        for (now, then) in [(vdso, h.vdso), (vvar, h.vvar), (vclock, h.vvar_vclock)] {
+            let mut b = [0u8; 20];
+            sys::write_all(2, crate::fail::fmt_dec(now.len(), &mut b));
+            sys::write_all(2, b"/");
+            sys::write_all(2, crate::fail::fmt_dec(then.len(), &mut b));
+            sys::write_all(2, b" ");
+        }
+        sys::write_all(2, b"(now/checkpointed)\n");
         die("this kernel's vdso differs from the checkpointed one: restart on the same kernel build", 0);
     }
     for (now, old, what) in
@@ -187,6 +200,26 @@ fn place_vdso(h: &FileHeader, vdso: Range, vvar: Range, vclock: Range) {
             }
         }
     }
+}
+
+/// A vdso without data pages (qemu-user's, whose functions just make system calls) may be
+/// copied: the emulator keeps using the signal-return trampoline where it put it, so the vdso
+/// stays there and the program's old vdso address gets a copy of the same code.
+fn copy_dataless_vdso(now: Range, old: Range) {
+    if now == old {
+        return;
+    }
+    let len = now.len() as usize;
+    // SAFETY: the old range is free (everything outside the hole and the specials was unmapped;
+    // it does not overlap the current vdso, checked by MAP_FIXED_NOREPLACE).
+    match unsafe { sys::mmap(old.start as usize, len, 3, MAP_PRIVATE | MAP_ANONYMOUS | 0x100000, -1, 0) } {
+        Ok(a) if a == old.start as usize => {}
+        _ => die_at("cannot map a copy of the vdso", old.start, 0),
+    }
+    // SAFETY: both ranges are mapped, readable and writable respectively, and `len` long.
+    unsafe { crate::mem::memcpy(old.start as usize as *mut u8, now.start as usize as *const u8, len) };
+    // SAFETY: our own fresh mapping.
+    let _ = unsafe { sys::mprotect(old.start as usize, len, (PROT_READ | PROT_EXEC) as usize) };
 }
 
 fn prot_bits(p: u32) -> usize {
