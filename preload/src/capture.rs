@@ -259,7 +259,7 @@ fn collect_areas(entries: &[maps::MapEntry], page: u64, header: &mut FileHeader)
         let start = a.record.start;
         let kept = pagemap::drop_zero_pages(&runs, page, |p| {
             // SAFETY: the page lies in a readable mapping of this process (see above).
-            unsafe { core::slice::from_raw_parts((start + p * page) as usize as *const u8, page as usize) }.iter().all(|&b| b == 0)
+            pagemap::is_zero_page(unsafe { core::slice::from_raw_parts((start + p * page) as usize as *const u8, page as usize) })
         });
         a.runs = kept.into_iter().map(|(first_page, num_pages)| Run { first_page, num_pages }).collect();
     }

@@ -43,6 +43,7 @@ const AT_NULL: usize = 0;
 const AT_PHDR: usize = 3;
 const AT_PHNUM: usize = 5;
 const AT_PAGESZ: usize = 6;
+const AT_SYSINFO_EHDR: usize = 33;
 const STACK_SIZE: usize = 512 * 1024;
 const MAPS_BUF_SIZE: usize = 1 << 20;
 
@@ -81,7 +82,7 @@ unsafe extern "C" fn loader_main(sp: *const usize) -> ! {
         }
         (argc, argv, p.add(1))
     };
-    let (mut phdr, mut phnum, mut page) = (0, 0, dmtcp_arch::DEFAULT_PAGE_SIZE);
+    let (mut phdr, mut phnum, mut page, mut vdso) = (0, 0, dmtcp_arch::DEFAULT_PAGE_SIZE, 0);
     let mut a = auxv;
     loop {
         // SAFETY: auxv is a list of (type, value) pairs ending in AT_NULL.
@@ -91,6 +92,7 @@ unsafe extern "C" fn loader_main(sp: *const usize) -> ! {
             AT_PHDR => phdr = v,
             AT_PHNUM => phnum = v,
             AT_PAGESZ => page = v,
+            AT_SYSINFO_EHDR => vdso = v,
             _ => {}
         }
         // SAFETY: AT_NULL not reached yet.
@@ -116,7 +118,7 @@ unsafe extern "C" fn loader_main(sp: *const usize) -> ! {
         Some(fd) if fd >= 0 => fd as i32,
         _ => die("bad image fd argument", 0),
     };
-    stage1(fd, page, me)
+    stage1(fd, page, me, vdso)
 }
 
 /// # Safety
@@ -130,7 +132,7 @@ fn round_up(v: usize, page: usize) -> usize {
     (v + page - 1) & !(page - 1)
 }
 
-fn stage1(fd: i32, page: usize, me: reloc::SelfImage) -> ! {
+fn stage1(fd: i32, page: usize, me: reloc::SelfImage, vdso: usize) -> ! {
     let mut hbuf = [0u8; HEADER_SIZE];
     if let Err(e) = sys::pread_exact(fd, &mut hbuf, 0) {
         die("cannot read the image header", e.into_raw());
@@ -157,7 +159,10 @@ fn stage1(fd: i32, page: usize, me: reloc::SelfImage) -> ! {
     if let Err(e) = unsafe { sys::pread_into(fd, tmp, tables_len, header.threads_off) } {
         die("cannot read the image tables", e.into_raw());
     }
-    let hole = restore::find_hole(&header, tmp, hole_len, page);
+    // Keep clear of this process's vdso too: qemu-user does not honour MAP_FIXED_NOREPLACE
+    // against its own vdso, and the hole would silently replace it.
+    let vdso_zone = if vdso == 0 { (0, 0) } else { (vdso.saturating_sub(1 << 20), vdso.saturating_add(1 << 20)) };
+    let hole = restore::find_hole(&header, tmp, hole_len, page, vdso_zone);
 
     // Copy the loader and the tables into the hole, and make the copy runnable there.
     // SAFETY: the hole is a fresh RWX mapping of hole_len bytes; the sources are mapped and

@@ -56,12 +56,13 @@ fn conflicts(h: &FileHeader, tables: usize, start: usize, len: usize) -> bool {
 
 /// Find and map (RWX) a range of `len` bytes that no area of the image uses and nothing in this
 /// process occupies now. Candidates are the page after each area's end (one guard page apart),
-/// then low addresses.
-pub fn find_hole(h: &FileHeader, tables: usize, len: usize, page: usize) -> usize {
+/// then low addresses; `avoid` is a range to keep clear of as well.
+pub fn find_hole(h: &FileHeader, tables: usize, len: usize, page: usize, avoid: (usize, usize)) -> usize {
     let guard = 16 * page;
     let try_at = |cand: usize| -> bool {
         cand >= 0x10_0000
             && cand.checked_add(len + guard).is_some()
+            && !(cand < avoid.1 && avoid.0 < cand + len)
             && !conflicts(h, tables, cand - guard, len + 2 * guard)
             && crate::map_hole_at(cand, len)
     };
