@@ -5,6 +5,7 @@
 //! Needs a 32-bit build (cargo build --workspace --target i686-unknown-linux-gnu) and the i686
 //! cross gcc: ci/cross.sh runs this with DMTCP_TEST_LIB32_DIR set. Without that variable the
 //! tests only say they were not run.
+#![cfg(target_arch = "x86_64")]
 
 mod common;
 
@@ -22,7 +23,6 @@ fn install() -> Option<(TempDir, PathBuf)> {
         eprintln!("NOTE: multilib tests not run: set DMTCP_TEST_LIB32_DIR to a 32-bit build (ci/cross.sh does)");
         return None;
     };
-    assert!(cfg!(target_arch = "x86_64"), "multilib tests are for x86_64 hosts");
     let t = TempDir::new("multilib-prefix");
     let prefix = t.subdir("prefix");
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("ci/install.sh");
