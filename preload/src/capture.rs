@@ -196,8 +196,17 @@ fn collect_areas(entries: &[maps::MapEntry], page: u64, header: &mut FileHeader)
     let pagemap = std::fs::File::open("/proc/self/pagemap").map_err(|e| format!("cannot open /proc/self/pagemap: {e}"))?;
     let mut areas = Vec::with_capacity(entries.len());
     let mut unprotect = Vec::new();
+    // A vdso without data pages (qemu-user's: its functions only make system calls) is plain
+    // code: it is stored like any memory, so a restart needs no vdso of the same shape.
+    let dataless_vdso = !entries.iter().any(|m| m.path == "[vvar]" || m.path == "[vvar_vclock]");
     for m in entries {
         let range = Range { start: m.start, end: m.end };
+        if dataless_vdso && m.path == "[vdso]" {
+            let pages = (m.end - m.start) / page;
+            let record = AreaRecord { start: m.start, end: m.end, prot: prot_of(m), kind: AreaKind::Private as u32, ..Default::default() };
+            areas.push(AreaToWrite { record, path: m.path.clone(), runs: vec![Run { first_page: 0, num_pages: pages }] });
+            continue;
+        }
         match special_range(&m.path) {
             Some("vdso") => header.vdso = range,
             Some("vvar") => header.vvar = range,
