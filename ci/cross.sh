@@ -8,8 +8,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# The end-to-end tests that need nothing but the kernel features qemu-user emulates faithfully.
-E2E=(--test e2e_roundtrip --test e2e_threads --test e2e_growth --test e2e_files --test e2e_lifecycle --test e2e_bad_input --test inspect_cli)
+# The end-to-end tests. Under qemu-user (armv7, aarch64) e2e_growth is left out: qemu does not
+# emulate PR_SET_MM_MAP, so a restored program break cannot be put back and the fixture's exact
+# sbrk check cannot hold there (malloc still works through the __curbrk fallback); it runs on
+# x86_64 and i686, and belongs to the qemu-system tier for the ARM CPUs.
+E2E=(--test e2e_roundtrip --test e2e_threads --test e2e_files --test e2e_lifecycle --test e2e_bad_input --test inspect_cli)
 
 run_target() {
   local target=$1 cc=$2 prefix=${3:-}
@@ -27,7 +30,7 @@ run_target() {
     # Every program the tests start (our commands, the fixtures) finds its libraries here.
     QEMU_LD_PREFIX=$prefix CC=$cc cargo test --no-fail-fast --target "$target" -p dmtcp-rs "${E2E[@]}"
   else
-    CC=$cc cargo test --no-fail-fast --target "$target" -p dmtcp-rs "${E2E[@]}"
+    CC=$cc cargo test --no-fail-fast --target "$target" -p dmtcp-rs "${E2E[@]}" --test e2e_growth
   fi
 }
 
