@@ -4,7 +4,7 @@
 
 use crate::ThreadResume;
 use dmtcp_layout::Cpu;
-use syscalls::{syscall1, syscall2, Errno, Sysno};
+use syscalls::Errno;
 
 /// CPU features: `None` means the kernel's AT_HWCAP/AT_HWCAP2 describe them.
 pub fn cpu_features() -> Option<(u64, u64)> {
@@ -221,17 +221,7 @@ pub unsafe fn spawn_restored_thread(t: &ThreadResume) -> Result<u32, Errno> {
 /// As on x86_64.
 pub unsafe fn restore_current_thread_tls(t: &ThreadResume) -> Result<(), Errno> {
     core::arch::asm!("msr tpidr_el0, {0}", in(reg) t.tls, options(nomem, nostack, preserves_flags));
-    if t.tid_address != 0 {
-        let tid = syscall1(Sysno::set_tid_address, t.tid_address)?;
-        core::ptr::write_volatile(t.tid_address as *mut u32, tid as u32);
-    }
-    if t.robust_head != 0 {
-        syscall2(Sysno::set_robust_list, t.robust_head, t.robust_len)?;
-    }
-    if t.rseq_addr != 0 {
-        let _ = syscalls::syscall4(Sysno::rseq, t.rseq_addr, t.rseq_len as usize, 0, t.rseq_sig as usize);
-    }
-    Ok(())
+    crate::restore_thread_kernel_state(t)
 }
 
 /// See the x86_64 module.

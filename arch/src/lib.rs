@@ -67,6 +67,28 @@ pub fn rt_sigprocmask(how: i32, new: Option<&u64>, old: Option<&mut u64>) -> Res
     unsafe { syscalls::syscall4(Sysno::rt_sigprocmask, how as usize, new_ptr, old_ptr, 8) }.map(|_| ())
 }
 
+/// The per-thread kernel state every CPU restores the same way once its TLS register is set:
+/// the tid word (the kernel writes the new tid there and clears it at exit), the robust futex
+/// list and the rseq area.
+///
+/// # Safety
+/// The restored process's memory must be mapped; `t` describes the calling thread.
+pub unsafe fn restore_thread_kernel_state(t: &ThreadResume) -> Result<(), Errno> {
+    if t.tid_address != 0 {
+        let tid = syscalls::syscall1(Sysno::set_tid_address, t.tid_address)?;
+        // SAFETY (caller): tid_address points into restored, writable memory.
+        core::ptr::write_volatile(t.tid_address as *mut u32, tid as u32);
+    }
+    if t.robust_head != 0 {
+        syscalls::syscall2(Sysno::set_robust_list, t.robust_head, t.robust_len)?;
+    }
+    if t.rseq_addr != 0 {
+        // Not fatal: without it glibc's sched_getcpu falls back to the syscall.
+        let _ = syscalls::syscall4(Sysno::rseq, t.rseq_addr, t.rseq_len as usize, 0, t.rseq_sig as usize);
+    }
+    Ok(())
+}
+
 const MASK_WORDS: usize = 64 / usize::BITS as usize;
 
 /// The kernel's `struct sigaction` for rt_sigaction. Every CPU we support has the same field

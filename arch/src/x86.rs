@@ -5,7 +5,7 @@
 
 use crate::ThreadResume;
 use dmtcp_layout::Cpu;
-use syscalls::{syscall1, syscall2, Errno, Sysno};
+use syscalls::{syscall1, Errno, Sysno};
 
 /// CPU features the checkpointed code may rely on: CPUID leaf 1 (ECX:EDX) and leaf 7 (ECX:EBX),
 /// without the bits that describe the environment rather than the CPU (hypervisor, OSXSAVE).
@@ -254,17 +254,7 @@ pub unsafe fn restore_current_thread_tls(t: &ThreadResume) -> Result<(), Errno> 
     syscall1(Sysno::set_thread_area, &mut desc as *mut UserDesc as usize)?;
     let sel = (desc.entry_number * 8 + 3) as u16;
     core::arch::asm!("mov gs, {0:x}", in(reg) sel, options(nostack, preserves_flags));
-    if t.tid_address != 0 {
-        let tid = syscall1(Sysno::set_tid_address, t.tid_address)?;
-        core::ptr::write_volatile(t.tid_address as *mut u32, tid as u32);
-    }
-    if t.robust_head != 0 {
-        syscall2(Sysno::set_robust_list, t.robust_head, t.robust_len)?;
-    }
-    if t.rseq_addr != 0 {
-        let _ = syscalls::syscall4(Sysno::rseq, t.rseq_addr, t.rseq_len as usize, 0, t.rseq_sig as usize);
-    }
-    Ok(())
+    crate::restore_thread_kernel_state(t)
 }
 
 /// See the x86_64 module.

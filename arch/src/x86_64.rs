@@ -4,7 +4,7 @@
 
 use crate::ThreadResume;
 use dmtcp_layout::Cpu;
-use syscalls::{syscall1, syscall2, Errno, Sysno};
+use syscalls::{syscall2, Errno, Sysno};
 
 /// CPU features the checkpointed code may rely on: CPUID leaf 1 (ECX:EDX) and leaf 7 (ECX:EBX),
 /// without the bits that describe the environment rather than the CPU (hypervisor, OSXSAVE).
@@ -220,19 +220,7 @@ pub unsafe fn spawn_restored_thread(t: &ThreadResume) -> Result<u32, Errno> {
 /// The restored process's memory must be mapped; the caller then jumps with `resume_context`.
 pub unsafe fn restore_current_thread_tls(t: &ThreadResume) -> Result<(), Errno> {
     syscall2(Sysno::arch_prctl, ARCH_SET_FS, t.tls)?;
-    if t.tid_address != 0 {
-        let tid = syscall1(Sysno::set_tid_address, t.tid_address)?;
-        // SAFETY (caller): tid_address points into restored, writable memory.
-        core::ptr::write_volatile(t.tid_address as *mut u32, tid as u32);
-    }
-    if t.robust_head != 0 {
-        syscall2(Sysno::set_robust_list, t.robust_head, t.robust_len)?;
-    }
-    if t.rseq_addr != 0 {
-        // Not fatal: without it glibc's sched_getcpu falls back to the syscall.
-        let _ = syscalls::syscall4(Sysno::rseq, t.rseq_addr, t.rseq_len as usize, 0, t.rseq_sig as usize);
-    }
-    Ok(())
+    crate::restore_thread_kernel_state(t)
 }
 
 /// Switch to `sp` and call `f(arg)`, which must not return.
