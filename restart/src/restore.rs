@@ -15,6 +15,7 @@ const MAP_PRIVATE: usize = 0x02;
 const MAP_FIXED: usize = 0x10;
 const MAP_ANONYMOUS: usize = 0x20;
 const MAP_GROWSDOWN: usize = 0x100;
+const MAP_FIXED_NOREPLACE: usize = 0x10_0000;
 const MREMAP_MAYMOVE: usize = 1;
 const MREMAP_FIXED: usize = 2;
 const O_RDONLY: usize = 0;
@@ -192,15 +193,54 @@ fn place_vdso(h: &FileHeader, vdso: Range, vvar: Range, vclock: Range) {
         sys::write_all(2, b"(now/checkpointed)\n");
         die("this kernel's vdso differs from the checkpointed one: restart on the same kernel build", 0);
     }
-    for (now, old, what) in
-        [(vvar, h.vvar, "cannot move [vvar]"), (vclock, h.vvar_vclock, "cannot move [vvar_vclock]"), (vdso, h.vdso, "cannot move [vdso]")]
-    {
+    let moves = [(vvar, h.vvar, "cannot move [vvar]"), (vclock, h.vvar_vclock, "cannot move [vvar_vclock]"), (vdso, h.vdso, "cannot move [vdso]")];
+    if moves.iter().all(|(now, old, _)| now == old) {
+        return;
+    }
+    // Two steps through a parking range that overlaps neither the current nor the old places:
+    // mremap refuses a move onto its own source (EINVAL), and a direct move of one special onto
+    // another's current place would unmap that one. Both happen whenever ASLR puts the new vdso
+    // near the old one, which is common in the narrow top window of a 32-bit process.
+    let total: u64 = moves.iter().map(|(now, _, _)| now.len()).sum();
+    let park = find_parking(total, &moves.map(|(_, old, _)| old));
+    let mut at = park;
+    let mut parked = [Range::default(); 3];
+    for (i, (now, _, what)) in moves.iter().enumerate() {
+        if now.is_empty() {
+            continue;
+        }
+        parked[i] = Range { start: at, end: at + now.len() };
+        if let Err(e) = mremap_to(*now, parked[i]) {
+            die_at(what, parked[i].start, e.into_raw());
+        }
+        at += now.len();
+    }
+    for (i, (now, old, what)) in moves.iter().enumerate() {
         if !now.is_empty() {
-            if let Err(e) = mremap_to(now, old) {
+            if let Err(e) = mremap_to(parked[i], *old) {
                 die_at(what, old.start, e.into_raw());
             }
         }
     }
+}
+
+/// Reserve `len` bytes where nothing is mapped now and none of `keep_clear` lies.
+fn find_parking(len: u64, keep_clear: &[Range]) -> u64 {
+    let mut cand: u64 = 0x1000_0000;
+    while cand + len <= 0xC000_0000 {
+        if !keep_clear.iter().any(|r| overlaps(cand as usize, (cand + len) as usize, r.start, r.end)) {
+            // SAFETY: MAP_FIXED_NOREPLACE never replaces a mapping; a PROT_NONE reservation.
+            if let Ok(a) = unsafe { sys::mmap(cand as usize, len as usize, 0, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0) } {
+                if a as u64 == cand {
+                    return cand;
+                }
+                // SAFETY: an old kernel ignored NOREPLACE and placed it elsewhere: ours to drop.
+                let _ = unsafe { sys::munmap(a, len as usize) };
+            }
+        }
+        cand += 0x100_0000;
+    }
+    die("no free address range to move the vdso through", 0)
 }
 
 /// A vdso without data pages (qemu-user's, whose functions just make system calls) may be
@@ -213,7 +253,7 @@ fn copy_dataless_vdso(now: Range, old: Range) {
     let len = now.len() as usize;
     // SAFETY: the old range is free (everything outside the hole and the specials was unmapped;
     // it does not overlap the current vdso, checked by MAP_FIXED_NOREPLACE).
-    match unsafe { sys::mmap(old.start as usize, len, 3, MAP_PRIVATE | MAP_ANONYMOUS | 0x100000, -1, 0) } {
+    match unsafe { sys::mmap(old.start as usize, len, 3, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0) } {
         Ok(a) if a == old.start as usize => {}
         _ => die_at("cannot map a copy of the vdso", old.start, 0),
     }
