@@ -18,8 +18,8 @@ run_target() {
   local target=$1 cc=$2 prefix=${3:-}
   printf '\n==> %s: build\n' "$target"
   cargo build --workspace --target "$target"
-  printf '\n==> %s: unit tests (engine, layout)\n' "$target"
-  CC=$cc cargo test --target "$target" -p dmtcp-layout -p dmtcp-engine
+  printf '\n==> %s: unit tests (arch, engine, layout)\n' "$target"
+  CC=$cc cargo test --target "$target" -p dmtcp-arch -p dmtcp-layout -p dmtcp-engine
   printf '\n==> %s: end-to-end tests\n' "$target"
   if [ "$target" = i686-unknown-linux-gnu ] && [ "$(uname -m)" = x86_64 ]; then
     printf '\n==> multilib: the x86_64 commands with 32-bit programs\n'

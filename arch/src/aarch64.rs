@@ -244,3 +244,49 @@ macro_rules! define_loader_entry {
         }
     };
 }
+
+/// The longest code `encode_jump` writes.
+pub const JUMP_MAX: usize = 16;
+
+/// Code at `at` that jumps to `target` through x16 (IP0, free for veneers by the ABI), with
+/// the address in a literal right after. Returns where to write it and its length.
+pub fn encode_jump(at: usize, target: usize, out: &mut [u8; JUMP_MAX]) -> (usize, usize) {
+    out[..4].copy_from_slice(&0x5800_0050u32.to_le_bytes()); // ldr x16, .+8
+    out[4..8].copy_from_slice(&0xd61f_0200u32.to_le_bytes()); // br x16
+    out[8..16].copy_from_slice(&(target as u64).to_le_bytes());
+    (at, 16)
+}
+
+/// Code at `at` that returns -ENOSYS (glibc then makes the system call instead).
+pub fn encode_enosys(at: usize, out: &mut [u8; JUMP_MAX]) -> (usize, usize) {
+    out[..4].copy_from_slice(&0x9280_04a0u32.to_le_bytes()); // mov x0, #-38
+    out[4..8].copy_from_slice(&0xd65f_03c0u32.to_le_bytes()); // ret
+    (at, 8)
+}
+
+/// Make code just written at [start, start+len) visible to instruction fetch: clean the data
+/// cache lines to the point of unification, then invalidate the instruction cache lines (the
+/// line sizes come from CTR_EL0, readable at EL0 on Linux).
+pub fn sync_icache(start: usize, len: usize) {
+    let ctr: u64;
+    // SAFETY: reading CTR_EL0 has no side effects.
+    unsafe { core::arch::asm!("mrs {}, ctr_el0", out(reg) ctr) };
+    let (dline, iline) = (4usize << ((ctr >> 16) & 0xf), 4usize << (ctr & 0xf));
+    let end = start + len;
+    let mut a = start & !(dline - 1);
+    while a < end {
+        // SAFETY: cache maintenance by address on our own mapping.
+        unsafe { core::arch::asm!("dc cvau, {}", in(reg) a) };
+        a += dline;
+    }
+    // SAFETY: barriers only.
+    unsafe { core::arch::asm!("dsb ish") };
+    let mut a = start & !(iline - 1);
+    while a < end {
+        // SAFETY: cache maintenance by address on our own mapping.
+        unsafe { core::arch::asm!("ic ivau, {}", in(reg) a) };
+        a += iline;
+    }
+    // SAFETY: barriers only.
+    unsafe { core::arch::asm!("dsb ish", "isb") };
+}

@@ -227,3 +227,45 @@ macro_rules! define_loader_entry {
         }
     };
 }
+
+/// The longest code `encode_jump` writes.
+pub const JUMP_MAX: usize = 16;
+
+/// Code at `at` that jumps to `target` by loading pc from a literal (which switches to Thumb
+/// when the target's bit 0 is set). An odd `at` is a Thumb function at `at - 1`; its literal
+/// must be word-aligned, hence the nop when the function is only halfword-aligned. Returns
+/// where to write it and its length.
+pub fn encode_jump(at: usize, target: usize, out: &mut [u8; JUMP_MAX]) -> (usize, usize) {
+    let lit = (target as u32).to_le_bytes();
+    if at & 1 == 0 {
+        out[..4].copy_from_slice(&0xe51f_f004u32.to_le_bytes()); // ldr pc, [pc, #-4]
+        out[4..8].copy_from_slice(&lit);
+        return (at, 8);
+    }
+    let code = at & !1;
+    let pad = if code & 2 != 0 { 2 } else { 0 };
+    out[..2].copy_from_slice(&[0x00, 0xbf]); // nop (only used when pad == 2)
+    out[pad..pad + 4].copy_from_slice(&[0xdf, 0xf8, 0x00, 0xf0]); // ldr.w pc, [pc, #0]
+    out[pad + 4..pad + 8].copy_from_slice(&lit);
+    (code, pad + 8)
+}
+
+/// Code at `at` that returns -ENOSYS (glibc then makes the system call instead).
+pub fn encode_enosys(at: usize, out: &mut [u8; JUMP_MAX]) -> (usize, usize) {
+    if at & 1 == 0 {
+        out[..8].copy_from_slice(&[0x25, 0x00, 0xe0, 0xe3, 0x1e, 0xff, 0x2f, 0xe1]); // mvn r0, #37; bx lr
+        return (at, 8);
+    }
+    out[..6].copy_from_slice(&[0x6f, 0xf0, 0x25, 0x00, 0x70, 0x47]); // mvn.w r0, #37; bx lr
+    (at & !1, 6)
+}
+
+/// Make code just written at [start, start+len) visible to instruction fetch: the ARM-private
+/// cacheflush call (0xf0002); r7 is saved by hand as in `set_tls`.
+pub fn sync_icache(start: usize, len: usize) {
+    // SAFETY: cacheflush only cleans/invalidates caches over a range of our own mappings.
+    unsafe {
+        core::arch::asm!("push {{r7}}", "movw r7, #2", "movt r7, #15", "svc #0", "pop {{r7}}",
+            inlateout("r0") start => _, in("r1") start + len, in("r2") 0usize)
+    };
+}

@@ -8,6 +8,7 @@
 #![no_std]
 
 pub mod sys;
+pub mod vdso;
 
 cfg_if::cfg_if! {
     if #[cfg(target_arch = "x86_64")] {
@@ -28,8 +29,8 @@ cfg_if::cfg_if! {
 }
 
 pub use cpu::{
-    cpu_features, current_tls, park, restore_current_thread_tls, resume_context, save_and_run, spawn_restored_thread, switch_stack_and_call, CPU,
-    DEFAULT_PAGE_SIZE, RELATIVE_RELOC, RELOCS_HAVE_ADDEND, RSEQ_SIG, WORD_BITS,
+    cpu_features, current_tls, encode_enosys, encode_jump, park, restore_current_thread_tls, resume_context, save_and_run, spawn_restored_thread,
+    switch_stack_and_call, sync_icache, CPU, DEFAULT_PAGE_SIZE, JUMP_MAX, RELATIVE_RELOC, RELOCS_HAVE_ADDEND, RSEQ_SIG, WORD_BITS,
 };
 pub use syscalls::{Errno, Sysno};
 

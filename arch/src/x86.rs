@@ -296,3 +296,23 @@ macro_rules! define_loader_entry {
         }
     };
 }
+
+/// The longest code `encode_jump` writes.
+pub const JUMP_MAX: usize = 16;
+
+/// Code at `at` that jumps to `target`: a relative jmp reaches anywhere in 32 bits. Returns
+/// where to write it and its length.
+pub fn encode_jump(at: usize, target: usize, out: &mut [u8; JUMP_MAX]) -> (usize, usize) {
+    out[0] = 0xe9; // jmp rel32, relative to the next instruction
+    out[1..5].copy_from_slice(&(target.wrapping_sub(at.wrapping_add(5)) as u32).to_le_bytes());
+    (at, 5)
+}
+
+/// Code at `at` that returns -ENOSYS (glibc then makes the system call instead).
+pub fn encode_enosys(at: usize, out: &mut [u8; JUMP_MAX]) -> (usize, usize) {
+    out[..6].copy_from_slice(&[0xb8, 0xda, 0xff, 0xff, 0xff, 0xc3]); // mov eax, -38; ret
+    (at, 6)
+}
+
+/// x86 keeps instruction fetch coherent with stores: nothing to do after writing code.
+pub fn sync_icache(_start: usize, _len: usize) {}

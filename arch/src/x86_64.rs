@@ -250,3 +250,24 @@ macro_rules! define_loader_entry {
         }
     };
 }
+
+/// The longest code `encode_jump` writes.
+pub const JUMP_MAX: usize = 16;
+
+/// Code at `at` that jumps to `target` (an absolute jump through r11, which every calling
+/// convention lets a callee clobber). Returns where to write it and its length.
+pub fn encode_jump(at: usize, target: usize, out: &mut [u8; JUMP_MAX]) -> (usize, usize) {
+    out[..2].copy_from_slice(&[0x49, 0xbb]); // movabs r11, imm64
+    out[2..10].copy_from_slice(&(target as u64).to_le_bytes());
+    out[10..13].copy_from_slice(&[0x41, 0xff, 0xe3]); // jmp r11
+    (at, 13)
+}
+
+/// Code at `at` that returns -ENOSYS (glibc then makes the system call instead).
+pub fn encode_enosys(at: usize, out: &mut [u8; JUMP_MAX]) -> (usize, usize) {
+    out[..8].copy_from_slice(&[0x48, 0xc7, 0xc0, 0xda, 0xff, 0xff, 0xff, 0xc3]); // mov rax, -38; ret
+    (at, 8)
+}
+
+/// x86 keeps instruction fetch coherent with stores: nothing to do after writing code.
+pub fn sync_icache(_start: usize, _len: usize) {}
