@@ -1,0 +1,275 @@
+#!/bin/sh
+# The qemu-system tier's test script, run by /init inside a guest booted by ci/qemu-system.sh
+# (busybox sh, a real Debian kernel, our commands in /dmtcp, the C fixtures in /tests).
+#
+# Each case launches a fixture under dmtcp_launch with a coordinator of its own, takes a
+# blocking checkpoint, SIGKILLs the program, restarts it with dmtcp_restart, and checks that the
+# output before the kill and the output after the restart make up an uninterrupted run's output
+# (the rule of tests/common/mod.rs `continuation()`). One line per case goes to the console:
+#   PASS <case> | FAIL <case>: <why> | XFAIL <case> (<why>)
+# then the summary line ci/qemu-system.sh looks for:
+#   QSYS-SUMMARY cpu=<cpu> pass=N fail=N xfail=N
+# Programs' own output goes to files in /tmp/<case>; a failing case prints those files.
+set -u
+
+# The loader's and dmtcp_restart's refusal of an image taken on another kernel build (vdso
+# redirection not written yet). The one place that knows the text: when redirection lands,
+# set XKERNEL_XFAIL=0 (or delete the match) to make the cross-kernel case a hard requirement.
+VDSO_REFUSAL='vdso differs from .*restart on the same kernel build'
+XKERNEL_XFAIL=1
+
+export PATH=/dmtcp:/bin:/sbin
+CPU=$(uname -m)
+WAIT=60 # seconds any single wait may take (TCG is slow; the host may be loaded)
+pass=0 fail=0 xfail=0
+
+say() { echo "$*"; }
+
+# Print a file with a header, for failure reports.
+show() {
+  echo "--- $1 ($(wc -l <"$2" 2>/dev/null || echo 0) lines) ---"
+  cat "$2" 2>/dev/null
+}
+
+# ok CASE / bad CASE WHY: record a result. A failing case dumps every log in its directory.
+ok() { pass=$((pass + 1)); say "PASS $1"; }
+bad() {
+  fail=$((fail + 1))
+  say "FAIL $1: $2"
+  for f in "/tmp/$1"/*.out "/tmp/$1"/*.err "/tmp/$1"/coord/*.log; do
+    [ -s "$f" ] && show "$f" "$f"
+  done
+  return 0
+}
+
+# wait_lines FILE N PID: wait until FILE has at least N lines; fails if PID exits first.
+wait_lines() {
+  i=0
+  while [ "$(wc -l <"$1")" -lt "$2" ]; do
+    kill -0 "$3" 2>/dev/null || return 1
+    i=$((i + 1))
+    [ "$i" -le $((WAIT * 10)) ] || return 1
+    sleep 0.1
+  done
+}
+
+# coord_start DIR: a coordinator of this case on a free port (written to DIR/port); sets PORT.
+coord_start() {
+  mkdir -p "$1"
+  (cd "$1" && dmtcp_coordinator --port 0 --port-file "$1/port" --daemon --timeout 600 >"$1/coord.log" 2>&1)
+  i=0
+  PORT=
+  while [ -z "$PORT" ]; do
+    PORT=$(cat "$1/port" 2>/dev/null)
+    [ "$PORT" != 0 ] || PORT=
+    i=$((i + 1))
+    [ "$i" -le $((WAIT * 10)) ] || return 1
+    [ -n "$PORT" ] || sleep 0.1
+  done
+}
+
+coord_quit() { dmtcp_command -p "$PORT" -q >/dev/null 2>&1 || true; }
+
+# continues BEFORE AFTER EXPECTED COMPLETE: is there a k <= lines(BEFORE) with
+# BEFORE[..k] ++ AFTER == EXPECTED (COMPLETE=1), or a prefix of it (COMPLETE=0)? Prints k, or
+# why not (and fails).
+continues() {
+  awk -v complete="$4" -v fb="$1" -v fa="$2" -v fe="$3" 'BEGIN {
+    while ((getline l < fb) > 0) b[++nb] = l
+    while ((getline l < fa) > 0) a[++na] = l
+    while ((getline l < fe) > 0) e[++ne] = l
+    if (na == 0) { print "nothing printed after the restart"; exit 1 }
+    if (nb > ne) { print "the run before the kill printed more than the uninterrupted run"; exit 1 }
+    for (i = 1; i <= nb; i++)
+      if (b[i] != e[i]) { print "the run before the kill is not a prefix of the uninterrupted run (line " i ")"; exit 1 }
+    for (k = nb; k >= 0; k--) {
+      if (complete ? k + na != ne : k + na > ne) continue
+      for (i = 1; i <= na && a[i] == e[k + i]; i++) ;
+      if (i > na) { print k; exit 0 }
+    }
+    print "the output after restart does not continue the output before the checkpoint (lines lost or repeated)"
+    exit 1
+  }'
+}
+
+# Lines K+1.. of a file.
+from_line() { awk -v k="$1" 'NR > k' "$2"; }
+
+# roundtrip CASE PROG MINLINES ARGS...: the common flow (tests/common/mod.rs `roundtrip`).
+# Leaves the case directory in D and the coordinator running (PORT) for callers that go on.
+roundtrip() {
+  c=$1 prog=$2 min=$3
+  shift 3
+  D=/tmp/$c
+  mkdir -p "$D/plain"
+  (cd "$D/plain" && "/tests/$prog" "$@" >"$D/plain.out" 2>"$D/plain.err"; echo $? >"$D/plain.rc") &
+  plain=$!
+  coord_start "$D/coord" || { bad "$c" "no coordinator port"; return 1; }
+  cd "$D" || return 1
+  dmtcp_launch --coord-port "$PORT" "/tests/$prog" "$@" >"$D/launch.out" 2>"$D/launch.err" &
+  run=$!
+  if ! wait_lines "$D/launch.out" "$min" "$run"; then
+    bad "$c" "the launched program did not print $min lines"
+    kill -9 "$run" 2>/dev/null
+    coord_quit
+    return 1
+  fi
+  if ! dmtcp_command -p "$PORT" -bc >"$D/command.out" 2>"$D/command.err"; then
+    bad "$c" "dmtcp_command -bc failed"
+    kill -9 "$run" 2>/dev/null
+    coord_quit
+    return 1
+  fi
+  kill -9 "$run" 2>/dev/null
+  wait "$run" 2>/dev/null
+  set -- "$D"/ckpt_"$prog"_*.dmtcp
+  if [ ! -f "$1" ] || [ $# -ne 1 ]; then
+    bad "$c" "expected one image ckpt_${prog}_*.dmtcp, found: $(ls "$D")"
+    coord_quit
+    return 1
+  fi
+  IMG=$1
+  wait "$plain"
+  return 0
+}
+
+# check CASE BEFORE AFTER EXPECTED COMPLETE RC WANT_RC: the continuation rule and the exit code.
+# Fails the case (and returns non-zero) when either does not hold.
+check() {
+  if [ "$6" != "$7" ]; then
+    bad "$1" "restart exited $6, an uninterrupted run $7"
+    return 1
+  fi
+  if ! why=$(continues "$2" "$3" "$4" "$5"); then
+    bad "$1" "$why"
+    return 1
+  fi
+}
+
+# restart_bg LOG IMAGE [OPTS...]: dmtcp_restart in the background in $D; sets RPID.
+restart_bg() {
+  log=$1 img=$2
+  shift 2
+  dmtcp_restart --coord-port "$PORT" "$@" "$img" >"$D/$log.out" 2>"$D/$log.err" </dev/null &
+  RPID=$!
+}
+
+# restart_fg LOG IMAGE [OPTS...]: dmtcp_restart to completion (killed after $WAIT*2 s); sets RC.
+restart_fg() {
+  log=$1 img=$2
+  shift 2
+  timeout $((WAIT * 2)) dmtcp_restart --coord-port "$PORT" "$@" "$img" >"$D/$log.out" 2>"$D/$log.err" </dev/null
+  RC=$?
+}
+
+# ---------------------------------------------------------------------------------------------
+# Cases
+# ---------------------------------------------------------------------------------------------
+
+# counter 100 (50 ms a line), checkpoint after 5 lines.
+case_counter() {
+  roundtrip counter counter 5 100 || return 0
+  restart_fg restart "$IMG"
+  coord_quit
+  check counter "$D/launch.out" "$D/restart.out" "$D/plain.out" 1 "$RC" "$(cat "$D/plain.rc")" && ok counter
+}
+
+# 4 pthreads with TLS, signal masks and a handler (tests/e2e_threads.rs), checkpoint after 8 lines.
+case_threads() {
+  roundtrip threads threads 8 15 || return 0
+  restart_fg restart "$IMG"
+  coord_quit
+  check threads "$D/launch.out" "$D/restart.out" "$D/plain.out" 1 "$RC" "$(cat "$D/plain.rc")" && ok threads
+}
+
+# tests/e2e_growth.rs: after the restart the heap grows, and sbrk stays contiguous, which needs
+# the kernel's program break restored (PR_SET_MM_MAP): the reason this tier exists for ARM.
+case_growth() {
+  roundtrip growth growth 4 40 || return 0
+  restart_fg restart "$IMG"
+  coord_quit
+  if ! grep -q 'sbrk_ok=1' "$D/plain.out"; then
+    bad growth "the uninterrupted run's own sbrk check failed"
+    return 0
+  fi
+  check growth "$D/launch.out" "$D/restart.out" "$D/plain.out" 1 "$RC" "$(cat "$D/plain.rc")" && ok growth
+}
+
+# tests/e2e_lifecycle.rs restart_of_restart: restart, checkpoint the restored process, kill it,
+# restart the second image.
+case_restart_of_restart() {
+  c=restart-of-restart
+  roundtrip "$c" counter 5 100 || return 0
+  # Set the first image aside: whatever ckpt_counter_* appears in $D afterwards is the second.
+  mkdir -p "$D/first"
+  mv "$IMG" "$D/first/"
+  restart_bg restart-1 "$D/first/${IMG##*/}"
+  if ! wait_lines "$D/restart-1.out" 10 "$RPID"; then
+    bad "$c" "the first restart did not print 10 lines"
+    kill -9 "$RPID" 2>/dev/null
+    coord_quit
+    return 0
+  fi
+  if ! dmtcp_command -p "$PORT" -bc >"$D/command-2.out" 2>"$D/command-2.err"; then
+    bad "$c" "dmtcp_command -bc of the restarted process failed"
+    kill -9 "$RPID" 2>/dev/null
+    coord_quit
+    return 0
+  fi
+  kill -9 "$RPID" 2>/dev/null
+  wait "$RPID" 2>/dev/null
+  set -- "$D"/ckpt_counter_*.dmtcp
+  if [ ! -f "$1" ]; then
+    bad "$c" "checkpointing the restarted process wrote no new image"
+    coord_quit
+    return 0
+  fi
+  restart_fg restart-2 "$1"
+  coord_quit
+  if [ "$RC" != 0 ]; then
+    bad "$c" "the second restart exited $RC"
+    return 0
+  fi
+  if ! k1=$(continues "$D/launch.out" "$D/restart-1.out" "$D/plain.out" 0); then
+    bad "$c" "first restart: $k1"
+    return 0
+  fi
+  from_line "$k1" "$D/plain.out" >"$D/expected-2.out"
+  check "$c" "$D/restart-1.out" "$D/restart-2.out" "$D/expected-2.out" 1 0 0 && ok "$c"
+}
+
+# An image taken on the host (another kernel build, another vdso layout) and restarted here;
+# ci/qemu-system.sh put it in /tests/xkernel with the run's output before the kill and an
+# uninterrupted run's output. The CPU features check is skipped (--no-strict-checking): the host
+# CPU has features TCG lacks, and the host run was told (GLIBC_TUNABLES) not to use them.
+case_cross_kernel() {
+  c=cross-kernel
+  [ -f /tests/xkernel/dir ] || return 0
+  D=/tmp/$c
+  mkdir -p "$D"
+  x=$(cat /tests/xkernel/dir)
+  set -- "$x"/ckpt_counter_*.dmtcp
+  if [ ! -f "$1" ]; then
+    bad "$c" "no host image in $x"
+    return 0
+  fi
+  cp "$x/before.out" "$x/plain.out" "$D/"
+  coord_start "$D/coord" || { bad "$c" "no coordinator port"; return 0; }
+  restart_fg restart "$1" --no-strict-checking
+  coord_quit
+  if [ "$XKERNEL_XFAIL" = 1 ] && [ "$RC" != 0 ] && grep -Eq "$VDSO_REFUSAL" "$D/restart.err"; then
+    xfail=$((xfail + 1))
+    say "XFAIL $c (vdso redirection not implemented)"
+    sed 's/^/    /' "$D/restart.err"
+    return 0
+  fi
+  check "$c" "$D/before.out" "$D/restart.out" "$D/plain.out" 1 "$RC" 0 && ok "$c"
+}
+
+say "QSYS-START cpu=$CPU kernel=$(uname -r)"
+cases=${QSYS_CASES:-counter threads growth restart_of_restart cross_kernel}
+for t in $cases; do
+  "case_$t"
+  cd /
+done
+say "QSYS-SUMMARY cpu=$CPU pass=$pass fail=$fail xfail=$xfail"
