@@ -185,6 +185,12 @@ fn special_range(path: &str) -> Option<&'static str> {
     }
 }
 
+/// Private memory with every page stored.
+fn stored_whole(m: &maps::MapEntry, page: u64, flags: u32) -> AreaToWrite {
+    let record = AreaRecord { start: m.start, end: m.end, prot: prot_of(m), kind: AreaKind::Private as u32, flags, ..Default::default() };
+    AreaToWrite { record, path: m.path.clone(), runs: vec![Run { first_page: 0, num_pages: (m.end - m.start) / page }] }
+}
+
 fn prot_of(m: &maps::MapEntry) -> u32 {
     (if m.perms.read { PROT_READ } else { 0 }) | (if m.perms.write { PROT_WRITE } else { 0 }) | (if m.perms.exec { PROT_EXEC } else { 0 })
 }
@@ -202,10 +208,12 @@ fn collect_areas(entries: &[maps::MapEntry], page: u64, header: &mut FileHeader)
     for m in entries {
         let range = Range { start: m.start, end: m.end };
         if dataless_vdso && m.path == "[vdso]" {
-            let pages = (m.end - m.start) / page;
-            let record = AreaRecord { start: m.start, end: m.end, prot: prot_of(m), kind: AreaKind::Private as u32, ..Default::default() };
-            areas.push(AreaToWrite { record, path: m.path.clone(), runs: vec![Run { first_page: 0, num_pages: pages }] });
+            areas.push(stored_whole(m, page, 0));
             continue;
+        }
+        if m.path == "[vdso]" {
+            // Its code too: a restart on another kernel points it at that kernel's vdso.
+            areas.push(stored_whole(m, page, AREA_VDSO_TEXT));
         }
         match special_range(&m.path) {
             Some("vdso") => header.vdso = range,

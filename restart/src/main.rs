@@ -1,6 +1,6 @@
 //! mtcp_restart: the static, libc-free restart loader.
 //!
-//! `mtcp_restart <image-fd> <fail-rc>`: the fd holds a verified raw image (dmtcp_restart checked
+//! `mtcp_restart <image-fd> <fail-rc> [redirect-vdso]`: the fd holds a verified raw image (dmtcp_restart checked
 //! every checksum and set up the process's files). Stage 1 relocates the loader, copies it into a
 //! hole that no area of the image uses and switches to a stack there; stage 2 (restore.rs) clears
 //! the address space, maps the image back and resumes every thread in its saved context.
@@ -15,6 +15,7 @@ mod mem;
 mod procmaps;
 mod reloc;
 mod restore;
+mod vdso;
 
 use dmtcp_arch::sys;
 use dmtcp_layout::{FileHeader, HEADER_SIZE};
@@ -47,11 +48,11 @@ const AT_SYSINFO_EHDR: usize = 33;
 const STACK_SIZE: usize = 512 * 1024;
 const MAPS_BUF_SIZE: usize = 1 << 20;
 
-const PROT_RW: usize = 3;
-const PROT_RWX: usize = 7;
-const MAP_PRIVATE: usize = 0x02;
-const MAP_ANONYMOUS: usize = 0x20;
-const MAP_FIXED_NOREPLACE: usize = 0x100000;
+pub(crate) const PROT_RW: usize = 3;
+pub(crate) const PROT_RWX: usize = 7;
+pub(crate) const MAP_PRIVATE: usize = 0x02;
+pub(crate) const MAP_ANONYMOUS: usize = 0x20;
+pub(crate) const MAP_FIXED_NOREPLACE: usize = 0x100000;
 
 /// Everything stage 2 needs, stored at the start of the hole's scratch space.
 pub struct Ctx {
@@ -65,6 +66,8 @@ pub struct Ctx {
     pub hole_len: usize,
     pub maps_buf: usize,
     pub maps_buf_len: usize,
+    /// Treat this kernel's vdso as foreign even when it is the image's (a test aid).
+    pub force_vdso_redirect: bool,
 }
 
 /// Entry from `_start`, on the kernel's initial stack.
@@ -118,7 +121,9 @@ unsafe extern "C" fn loader_main(sp: *const usize) -> ! {
         Some(fd) if fd >= 0 => fd as i32,
         _ => die("bad image fd argument", 0),
     };
-    stage1(fd, page, me, vdso)
+    // SAFETY: argv[3], when present, is a NUL-terminated string.
+    let force_vdso_redirect = argc > 3 && unsafe { cstr(*argv.add(3)) } == b"redirect-vdso";
+    stage1(fd, page, me, vdso, force_vdso_redirect)
 }
 
 /// # Safety
@@ -132,7 +137,7 @@ fn round_up(v: usize, page: usize) -> usize {
     (v + page - 1) & !(page - 1)
 }
 
-fn stage1(fd: i32, page: usize, me: reloc::SelfImage, vdso: usize) -> ! {
+fn stage1(fd: i32, page: usize, me: reloc::SelfImage, vdso: usize, force_vdso_redirect: bool) -> ! {
     let mut hbuf = [0u8; HEADER_SIZE];
     if let Err(e) = sys::pread_exact(fd, &mut hbuf, 0) {
         die("cannot read the image header", e.into_raw());
@@ -183,7 +188,18 @@ fn stage1(fd: i32, page: usize, me: reloc::SelfImage, vdso: usize) -> ! {
         // The context lives at the top of the new stack's guard page slot.
         let ctx_addr = hole + loader_len + STACK_SIZE;
         let ctx = ctx_addr as *mut Ctx;
-        ctx.write(Ctx { fd, page, header, tables, tables_len, hole_start: hole, hole_len, maps_buf, maps_buf_len: MAPS_BUF_SIZE });
+        ctx.write(Ctx {
+            fd,
+            page,
+            header,
+            tables,
+            tables_len,
+            hole_start: hole,
+            hole_len,
+            maps_buf,
+            maps_buf_len: MAPS_BUF_SIZE,
+            force_vdso_redirect,
+        });
         let stage2: extern "C" fn(usize) -> ! = restore::stage2;
         let stage2_moved: extern "C" fn(usize) -> ! = core::mem::transmute((stage2 as usize).wrapping_add(delta));
         let stack_top = (hole + loader_len + STACK_SIZE) & !15;

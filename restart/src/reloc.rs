@@ -186,7 +186,8 @@ pub unsafe fn relocate(base: usize, dynamic: usize, moved_by: Option<usize>) -> 
             let e = (base + table + off) as *const usize;
             // SAFETY: the entry lies inside the relocation table of this image.
             let (r_offset, r_info) = unsafe { (*e, *e.add(1)) };
-            let kind = if word == 8 { r_info & 0xffff_ffff } else { r_info & 0xff };
+            // ELF64 keeps the type in the low 32 bits of r_info, ELF32 in the low 8.
+            let kind = if word == 8 { (r_info as u64 & 0xffff_ffff) as usize } else { r_info & 0xff };
             if kind != relative {
                 return false;
             }

@@ -6,18 +6,13 @@
 
 use crate::fail::{die, die_at};
 use crate::procmaps::{Lines, Special};
-use crate::Ctx;
+use crate::{vdso, Ctx, MAP_ANONYMOUS, MAP_PRIVATE};
 use dmtcp_arch::{sys, Sysno, ThreadResume};
 use dmtcp_layout::*;
 
 const MAP_SHARED: usize = 0x01;
-const MAP_PRIVATE: usize = 0x02;
 const MAP_FIXED: usize = 0x10;
-const MAP_ANONYMOUS: usize = 0x20;
 const MAP_GROWSDOWN: usize = 0x100;
-const MAP_FIXED_NOREPLACE: usize = 0x10_0000;
-const MREMAP_MAYMOVE: usize = 1;
-const MREMAP_FIXED: usize = 2;
 const O_RDONLY: usize = 0;
 const O_RDWR: usize = 2;
 const O_CLOEXEC: usize = 0o2000000;
@@ -27,7 +22,7 @@ const PR_SET_MM_MAP: usize = 14;
 const PR_SET_NAME: usize = 15;
 const SIG_SETMASK: i32 = 2;
 
-fn area_at(tables: usize, h: &FileHeader, i: usize) -> AreaRecord {
+pub(crate) fn area_at(tables: usize, h: &FileHeader, i: usize) -> AreaRecord {
     let off = (h.areas_off - h.threads_off) as usize + i * AREA_SIZE;
     // SAFETY: the tables buffer holds [threads_off, meta_off), which FileHeader::decode checked
     // contains every area record.
@@ -38,11 +33,11 @@ fn area_at(tables: usize, h: &FileHeader, i: usize) -> AreaRecord {
     }
 }
 
-fn overlaps(a0: usize, a1: usize, b0: u64, b1: u64) -> bool {
+pub(crate) fn overlaps(a0: usize, a1: usize, b0: u64, b1: u64) -> bool {
     (a0 as u64) < b1 && b0 < (a1 as u64)
 }
 
-fn conflicts(h: &FileHeader, tables: usize, start: usize, len: usize) -> bool {
+pub(crate) fn conflicts(h: &FileHeader, tables: usize, start: usize, len: usize) -> bool {
     let end = start + len;
     for r in [h.vdso, h.vvar, h.vvar_vclock] {
         if overlaps(start, end, r.start, r.end) {
@@ -90,9 +85,15 @@ pub extern "C" fn stage2(ctx_addr: usize) -> ! {
     let ctx = unsafe { &*(ctx_addr as *const Ctx) };
     let h = &ctx.header;
     let (vdso_now, vvar_now, vclock_now) = clear_address_space(ctx);
-    place_vdso(h, vdso_now, vvar_now, vclock_now);
+    let placed = vdso::place(ctx, vdso_now, vvar_now, vclock_now);
     for i in 0..h.num_areas as usize {
-        map_area(ctx, &area_at(ctx.tables, h, i));
+        let a = area_at(ctx.tables, h, i);
+        if a.flags & AREA_VDSO_TEXT == 0 || placed.redirect {
+            map_area(ctx, &a);
+        }
+    }
+    if placed.redirect {
+        vdso::redirect(ctx, placed.live);
     }
     // SAFETY: the image fd is ours (dmtcp_restart opened it for us) and not used afterwards.
     let _ = unsafe { syscalls::syscall1(Sysno::close, ctx.fd as usize) };
@@ -153,117 +154,7 @@ fn clear_address_space(ctx: &Ctx) -> (Range, Range, Range) {
     (vdso, vvar, vclock)
 }
 
-fn mremap_to(from: Range, to: Range) -> Result<(), dmtcp_arch::Errno> {
-    if from == to {
-        return Ok(());
-    }
-    // SAFETY: moves one kernel special mapping to an address where nothing is mapped yet.
-    unsafe {
-        syscalls::syscall5(
-            Sysno::mremap,
-            from.start as usize,
-            from.len() as usize,
-            to.len() as usize,
-            MREMAP_MAYMOVE | MREMAP_FIXED,
-            to.start as usize,
-        )
-    }
-    .map(|_| ())
-}
-
-/// The application's libc holds pointers into the vdso it saw: put this kernel's vdso and its
-/// data pages at the image's addresses. Needs the same layout (same kernel build).
-fn place_vdso(h: &FileHeader, vdso: Range, vvar: Range, vclock: Range) {
-    if h.vdso.is_empty() {
-        return; // the checkpointed process had no vdso (qemu-user): nothing points into one
-    }
-    if h.vvar.is_empty() && vvar.is_empty() && vclock.is_empty() && vdso.len() == h.vdso.len() {
-        copy_dataless_vdso(vdso, h.vdso);
-        return;
-    }
-    if vdso.len() != h.vdso.len() || vvar.len() != h.vvar.len() || vclock.len() != h.vvar_vclock.len() {
-        sys::write_all(2, b"mtcp_restart: vdso/vvar/vvar_vclock bytes now ");
-        for (now, then) in [(vdso, h.vdso), (vvar, h.vvar), (vclock, h.vvar_vclock)] {
-            let mut b = [0u8; 20];
-            sys::write_all(2, crate::fail::fmt_dec(now.len(), &mut b));
-            sys::write_all(2, b"/");
-            sys::write_all(2, crate::fail::fmt_dec(then.len(), &mut b));
-            sys::write_all(2, b" ");
-        }
-        sys::write_all(2, b"(now/checkpointed)\n");
-        die("this kernel's vdso differs from the checkpointed one: restart on the same kernel build", 0);
-    }
-    let moves = [(vvar, h.vvar, "cannot move [vvar]"), (vclock, h.vvar_vclock, "cannot move [vvar_vclock]"), (vdso, h.vdso, "cannot move [vdso]")];
-    if moves.iter().all(|(now, old, _)| now == old) {
-        return;
-    }
-    // Two steps through a parking range that overlaps neither the current nor the old places:
-    // mremap refuses a move onto its own source (EINVAL), and a direct move of one special onto
-    // another's current place would unmap that one. Both happen whenever ASLR puts the new vdso
-    // near the old one, which is common in the narrow top window of a 32-bit process.
-    let total: u64 = moves.iter().map(|(now, _, _)| now.len()).sum();
-    let park = find_parking(total, &moves.map(|(_, old, _)| old));
-    let mut at = park;
-    let mut parked = [Range::default(); 3];
-    for (i, (now, _, what)) in moves.iter().enumerate() {
-        if now.is_empty() {
-            continue;
-        }
-        parked[i] = Range { start: at, end: at + now.len() };
-        if let Err(e) = mremap_to(*now, parked[i]) {
-            die_at(what, parked[i].start, e.into_raw());
-        }
-        at += now.len();
-    }
-    for (i, (now, old, what)) in moves.iter().enumerate() {
-        if !now.is_empty() {
-            if let Err(e) = mremap_to(parked[i], *old) {
-                die_at(what, old.start, e.into_raw());
-            }
-        }
-    }
-}
-
-/// Reserve `len` bytes where nothing is mapped now and none of `keep_clear` lies.
-fn find_parking(len: u64, keep_clear: &[Range]) -> u64 {
-    let mut cand: u64 = 0x1000_0000;
-    while cand + len <= 0xC000_0000 {
-        if !keep_clear.iter().any(|r| overlaps(cand as usize, (cand + len) as usize, r.start, r.end)) {
-            // SAFETY: MAP_FIXED_NOREPLACE never replaces a mapping; a PROT_NONE reservation.
-            if let Ok(a) = unsafe { sys::mmap(cand as usize, len as usize, 0, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0) } {
-                if a as u64 == cand {
-                    return cand;
-                }
-                // SAFETY: an old kernel ignored NOREPLACE and placed it elsewhere: ours to drop.
-                let _ = unsafe { sys::munmap(a, len as usize) };
-            }
-        }
-        cand += 0x100_0000;
-    }
-    die("no free address range to move the vdso through", 0)
-}
-
-/// A vdso without data pages (qemu-user's, whose functions just make system calls) may be
-/// copied: the emulator keeps using the signal-return trampoline where it put it, so the vdso
-/// stays there and the program's old vdso address gets a copy of the same code.
-fn copy_dataless_vdso(now: Range, old: Range) {
-    if now == old {
-        return;
-    }
-    let len = now.len() as usize;
-    // SAFETY: the old range is free (everything outside the hole and the specials was unmapped;
-    // it does not overlap the current vdso, checked by MAP_FIXED_NOREPLACE).
-    match unsafe { sys::mmap(old.start as usize, len, 3, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0) } {
-        Ok(a) if a == old.start as usize => {}
-        _ => die_at("cannot map a copy of the vdso", old.start, 0),
-    }
-    // SAFETY: both ranges are mapped, readable and writable respectively, and `len` long.
-    unsafe { crate::mem::memcpy(old.start as usize as *mut u8, now.start as usize as *const u8, len) };
-    // SAFETY: our own fresh mapping.
-    let _ = unsafe { sys::mprotect(old.start as usize, len, (PROT_READ | PROT_EXEC) as usize) };
-}
-
-fn prot_bits(p: u32) -> usize {
+pub(crate) fn prot_bits(p: u32) -> usize {
     (p & (PROT_READ | PROT_WRITE | PROT_EXEC)) as usize
 }
 
@@ -283,6 +174,21 @@ fn map_area(ctx: &Ctx, a: &AreaRecord) {
     if let Err(e) = unsafe { sys::mmap(start, len, 3, flags, -1, 0) } {
         die_at("cannot map memory area", a.start, e.into_raw());
     }
+    // SAFETY: the area was just mapped writable at `start` with its full length.
+    unsafe { read_area_data(ctx, a, start) };
+    if prot_bits(a.prot) != 3 {
+        // SAFETY: the area was just mapped by us.
+        if let Err(e) = unsafe { sys::mprotect(start, len, prot_bits(a.prot)) } {
+            die_at("cannot set memory protection", a.start, e.into_raw());
+        }
+    }
+}
+
+/// Read the stored pages of area `a` into memory at `dst`.
+///
+/// # Safety
+/// [dst, dst + a.len()) must be mapped writable and used by nothing else.
+pub(crate) unsafe fn read_area_data(ctx: &Ctx, a: &AreaRecord, dst: usize) {
     let page = ctx.page as u64;
     let mut data = a.data_off;
     for r in 0..a.num_runs as u64 {
@@ -294,17 +200,11 @@ fn map_area(ctx: &Ctx, a: &AreaRecord) {
             _ => die_at("invalid page run", a.start, 0),
         };
         let bytes = (run.num_pages * page) as usize;
-        // SAFETY: the run lies inside the area just mapped writable.
-        if let Err(e) = unsafe { sys::pread_into(ctx.fd, start + (run.first_page * page) as usize, bytes, data) } {
+        // SAFETY: the run lies inside [dst, dst + a.len()), writable per the contract.
+        if let Err(e) = unsafe { sys::pread_into(ctx.fd, dst + (run.first_page * page) as usize, bytes, data) } {
             die_at("cannot read page data", a.start + run.first_page * page, e.into_raw());
         }
         data += bytes as u64;
-    }
-    if prot_bits(a.prot) != 3 {
-        // SAFETY: the area was just mapped by us.
-        if let Err(e) = unsafe { sys::mprotect(start, len, prot_bits(a.prot)) } {
-            die_at("cannot set memory protection", a.start, e.into_raw());
-        }
     }
 }
 

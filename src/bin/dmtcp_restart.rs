@@ -89,8 +89,11 @@ fn check_compatible(path: &Path, info: &ImageInfo, strict: bool) {
     if h.page_size != page_size() {
         die(PROG, format!("{}: image has page size {} but this system uses {}", path.display(), h.page_size, page_size()));
     }
-    // A 32-bit process has another vdso than this command: the loader itself checks those.
-    if !h.vdso.is_empty() && cpu == dmtcp_arch::CPU {
+    // An image with a copy of its vdso restarts on any kernel (the loader redirects it). For one
+    // without (format 1.0) the sizes must match; a 32-bit process has another vdso than this
+    // command: the loader itself checks those.
+    let has_vdso_copy = info.areas.iter().any(|a| a.flags & dmtcp_layout::AREA_VDSO_TEXT != 0);
+    if !h.vdso.is_empty() && cpu == dmtcp_arch::CPU && !has_vdso_copy {
         let maps = std::fs::read_to_string("/proc/self/maps").unwrap_or_default();
         let size_of = |name: &str| {
             maps.lines().find(|l| l.ends_with(name)).and_then(|l| {
@@ -240,6 +243,12 @@ fn main() {
     keep.push(image_fd);
     close_others(&keep);
 
-    let err = std::process::Command::new(&loader).arg(image_fd.to_string()).arg(fail_rc().to_string()).exec();
+    let mut loader_cmd = std::process::Command::new(&loader);
+    loader_cmd.arg(image_fd.to_string()).arg(fail_rc().to_string());
+    if std::env::var_os("DMTCP_RESTART_REDIRECT_VDSO").is_some_and(|v| v == "1") {
+        // Restart as if on another kernel (tests the cross-kernel path on this one).
+        loader_cmd.arg("redirect-vdso");
+    }
+    let err = loader_cmd.exec();
     die(PROG, format!("cannot execute {}: {err}", loader.display()))
 }

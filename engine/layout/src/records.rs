@@ -487,6 +487,10 @@ pub const AREA_GROWSDOWN: u32 = 1;
 pub const AREA_HEAP: u32 = 2;
 /// The area is the main thread's stack.
 pub const AREA_STACK: u32 = 4;
+/// The area is a copy of the kernel's vdso code (the header's `vdso` range). On the same kernel
+/// the loader moves the live vdso there instead; on another kernel it maps this copy and points
+/// its functions at the new kernel's vdso.
+pub const AREA_VDSO_TEXT: u32 = 8;
 
 /// One memory area. Its saved pages are the runs `runs_index .. runs_index + num_runs` of the
 /// run table, stored back to back from `data_off`; their CRC is in the data trailer.
