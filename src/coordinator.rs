@@ -369,6 +369,9 @@ struct State {
     round: Option<Round>,
     exit: Option<i32>,
     replies_in_flight: u32,
+    /// A worker called dmtcp_checkpoint() while a round ran: start another once it is over
+    /// (the caller waits for a checkpoint that begins after its request).
+    worker_request: bool,
 }
 
 struct Shared {
@@ -717,6 +720,11 @@ impl Shared {
                             drop(st);
                             self.finish_in_background(generation);
                         }
+                        Err(CommandStatus::Busy) => {
+                            self.note(&format!("checkpoint requested by {what}: queued after the current one"));
+                            st.worker_request = true;
+                            self.cv.notify_all();
+                        }
                         Err(status) => self.note(&format!("checkpoint requested by {what} not started: {status:?}")),
                     }
                 }
@@ -756,6 +764,15 @@ impl Shared {
         loop {
             if st.exit.is_some() {
                 return;
+            }
+            if st.worker_request && st.round.is_none() {
+                st.worker_request = false;
+                if let Ok(generation) = self.start_checkpoint(&mut st, false) {
+                    drop(st);
+                    self.finish_in_background(generation);
+                    st = self.lock();
+                }
+                continue;
             }
             match st.next_ckpt {
                 None => st = self.wait(st),
@@ -953,6 +970,7 @@ pub fn run(opts: Options) -> Result<i32, CoordinatorError> {
             round: None,
             exit: None,
             replies_in_flight: 0,
+            worker_request: false,
         }),
         cv: Condvar::new(),
         opts: opts.clone(),

@@ -2,9 +2,9 @@
 //! writes the image and resumes them. After a restart it is also the one that reconnects and
 //! then lets the restored threads go.
 
-use crate::{capture, config, threads};
-use core::cell::UnsafeCell;
-use core::sync::atomic::{AtomicI32, AtomicU32, AtomicUsize, Ordering::*};
+use crate::{capture, config, plugin, threads};
+use core::cell::{Cell, UnsafeCell};
+use core::sync::atomic::{AtomicBool, AtomicI32, AtomicPtr, AtomicU32, AtomicUsize, Ordering::*};
 use dmtcp_engine::protocol::{self, FromCoord, ToCoord};
 use dmtcp_layout::RestartInfo;
 use std::net::TcpStream;
@@ -23,12 +23,150 @@ static NUM_PARKED: AtomicUsize = AtomicUsize::new(0);
 /// glibc's `__curbrk` (its idea of the program break), resolved at start-up.
 pub static GLIBC_CURBRK: AtomicUsize = AtomicUsize::new(0);
 
+// What the application API (api.rs) reads. The counters are part of the image: a restored
+// process sees the values of checkpoint time, then the restart bumps NUM_RESTARTS, which is how
+// dmtcp_checkpoint() tells "after checkpoint" from "after restart".
+/// Checkpoints this process wrote successfully (excluding restarts).
+pub static NUM_CHECKPOINTS: AtomicU32 = AtomicU32::new(0);
+pub static NUM_RESTARTS: AtomicU32 = AtomicU32::new(0);
+/// Checkpoint rounds that ended without an image of this process.
+pub static NUM_FAILED: AtomicU32 = AtomicU32::new(0);
+/// Bumped (and futex-woken) after every change of the three counters above, and when the
+/// coordinator goes away.
+pub static EVENT_SEQ: AtomicU32 = AtomicU32::new(0);
+/// The computation's checkpoint generation (0 before the first checkpoint).
+pub static GENERATION: AtomicU32 = AtomicU32::new(0);
+/// The last image written (a leaked C string; null before the first checkpoint).
+pub static LAST_IMAGE: AtomicPtr<libc::c_char> = AtomicPtr::new(core::ptr::null_mut());
+/// dmtcp_set_ckpt_dir(): the directory of the next images (a leaked C string, or null).
+pub static CKPT_DIR_OVERRIDE: AtomicPtr<libc::c_char> = AtomicPtr::new(core::ptr::null_mut());
+/// The restart-time environment (NUL-separated NAME=VALUE), read after a restart from the fd
+/// dmtcp_restart leaves (protocol::RESTART_ENV_FD); a leaked buffer, or null.
+pub static RESTART_ENV: AtomicPtr<u8> = AtomicPtr::new(core::ptr::null_mut());
+pub static RESTART_ENV_LEN: AtomicUsize = AtomicUsize::new(0);
+
+// ----- Checkpoint-free windows (dmtcp_disable_ckpt / dmtcp_enable_ckpt)
+//
+// Lock-free, so a window may be opened anywhere, a signal handler included. A thread entering
+// counts itself in INSIDE, then checks PENDING; the checkpoint thread sets PENDING, then waits
+// for INSIDE to drop to 0. With sequentially consistent operations on both words, either the
+// thread sees PENDING (and backs out until the checkpoint is over) or the checkpoint thread sees
+// it inside (and waits): no thread is ever suspended inside a window, and a checkpoint requested
+// during one starts when the last window closes.
+
+/// Threads inside a window (a thread counts once, however deeply it nests).
+static INSIDE: AtomicU32 = AtomicU32::new(0);
+/// True from the moment the checkpoint thread wants to suspend until the threads run again.
+static PENDING: AtomicBool = AtomicBool::new(false);
+/// Bumped when PENDING clears: threads waiting to enter a window sleep on it.
+static GATE: AtomicU32 = AtomicU32::new(0);
+
+thread_local! {
+    /// This thread's nesting depth of dmtcp_disable_ckpt().
+    static DEPTH: Cell<u32> = const { Cell::new(0) };
+}
+
+fn on_ckpt_thread() -> bool {
+    let me = CKPT_TID.load(Acquire);
+    me != 0 && me == dmtcp_arch::sys::gettid()
+}
+
+/// dmtcp_disable_ckpt(): waits while a checkpoint is under way, unless this thread is already
+/// inside a window (nesting) or is the checkpoint thread (a plugin hook).
+pub fn enter_window() {
+    let depth = DEPTH.with(Cell::get);
+    if depth == 0 && !on_ckpt_thread() {
+        loop {
+            INSIDE.fetch_add(1, SeqCst);
+            if !PENDING.load(SeqCst) {
+                break;
+            }
+            leave_count();
+            let gate = GATE.load(SeqCst);
+            if PENDING.load(SeqCst) {
+                dmtcp_arch::sys::futex_wait(&GATE, gate);
+            }
+        }
+    }
+    DEPTH.with(|d| d.set(depth + 1));
+}
+
+/// dmtcp_enable_ckpt(). False if this thread was not inside a window.
+pub fn leave_window() -> bool {
+    let depth = DEPTH.with(Cell::get);
+    if depth == 0 {
+        return false;
+    }
+    DEPTH.with(|d| d.set(depth - 1));
+    if depth == 1 && !on_ckpt_thread() {
+        leave_count();
+    }
+    true
+}
+
+/// Depth of this thread's window nesting.
+pub fn window_depth() -> u32 {
+    DEPTH.with(Cell::get)
+}
+
+fn leave_count() {
+    if INSIDE.fetch_sub(1, SeqCst) == 1 && PENDING.load(SeqCst) {
+        dmtcp_arch::sys::futex_wake_all(&INSIDE);
+    }
+}
+
+/// A checkpoint is waiting for windows to close or under way (checkpoint_is_pending()).
+pub fn checkpoint_pending() -> bool {
+    PENDING.load(SeqCst)
+}
+
+/// Before suspending: no thread may enter a window, and every thread inside leaves it.
+fn close_gate() {
+    PENDING.store(true, SeqCst);
+    loop {
+        let n = INSIDE.load(SeqCst);
+        if n == 0 {
+            return;
+        }
+        dmtcp_arch::sys::futex_wait(&INSIDE, n);
+    }
+}
+
+fn open_gate() {
+    PENDING.store(false, SeqCst);
+    GATE.fetch_add(1, SeqCst);
+    dmtcp_arch::sys::futex_wake_all(&GATE);
+}
+
+/// Wake dmtcp_checkpoint() callers after a counter changed.
+fn notify_waiters() {
+    EVENT_SEQ.fetch_add(1, AcqRel);
+    dmtcp_arch::sys::futex_wake_all(&EVENT_SEQ);
+}
+
+/// Send one message to the coordinator on the process's own connection, from an application
+/// thread (dmtcp_checkpoint()). The caller is inside a window, so the checkpoint thread, which
+/// writes only while every application thread is outside windows and suspended, is not writing.
+pub fn send_from_app(msg: &ToCoord) -> bool {
+    static SENDERS: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _one_at_a_time = SENDERS.lock().unwrap_or_else(|e| e.into_inner());
+    let fd = COORD_FD.load(Acquire);
+    if fd < 0 {
+        return false;
+    }
+    // SAFETY: the coordinator socket stays open while COORD_FD holds it; ManuallyDrop keeps
+    // this borrowed handle from closing it.
+    let mut stream = core::mem::ManuallyDrop::new(unsafe { TcpStream::from_raw_fd(fd) });
+    protocol::send(&mut *stream, msg).is_ok()
+}
+
 /// Filled in by the restart loader (its address is recorded in every image).
 pub struct RestartInfoCell(pub UnsafeCell<RestartInfo>);
 // SAFETY: written only by the loader before any thread runs, read by the checkpoint thread.
 unsafe impl Sync for RestartInfoCell {}
-pub static RESTART_INFO: RestartInfoCell =
-    RestartInfoCell(UnsafeCell::new(RestartInfo { generation: 0, loader_start: 0, loader_len: 0, mm_not_restored: 0 }));
+// SAFETY: RestartInfo holds only integers, for which all-zero is valid (zeroed, not a literal,
+// so that fields the loader gains later need no change here).
+pub static RESTART_INFO: RestartInfoCell = RestartInfoCell(UnsafeCell::new(unsafe { core::mem::zeroed() }));
 
 fn warn(msg: &str) {
     if !config::get().quiet {
@@ -50,6 +188,13 @@ pub fn start() {
             return;
         }
     };
+    let mut stream = stream;
+    // Register before main() runs, so that the application's first request (dmtcp_checkpoint())
+    // reaches a coordinator that knows this process.
+    if let Err(e) = hello(&mut stream, false) {
+        warn(&format!("coordinator handshake failed: {e}; this process will not be checkpointed"));
+        return;
+    }
     COORD_FD.store(stream.as_raw_fd(), Release);
     let spawned = std::thread::Builder::new().name("dmtcp_ckpt".into()).stack_size(1 << 20).spawn(move || run(stream));
     if let Err(e) = spawned {
@@ -85,7 +230,10 @@ fn hello(stream: &mut TcpStream, restarted: bool) -> Result<(), protocol::Protoc
         },
     )?;
     match protocol::recv::<_, FromCoord>(stream)? {
-        FromCoord::Welcome { .. } => Ok(()),
+        FromCoord::Welcome { generation } => {
+            GENERATION.store(u32::try_from(generation).unwrap_or(u32::MAX), Release);
+            Ok(())
+        }
         other => Err(protocol::ProtocolError::Io(std::io::Error::other(format!("unexpected {other:?}")))),
     }
 }
@@ -96,10 +244,6 @@ fn run(mut stream: TcpStream) {
     let all: u64 = !0;
     let _ = dmtcp_arch::rt_sigprocmask(libc::SIG_SETMASK, Some(&all), None);
     CKPT_TID.store(dmtcp_arch::sys::gettid(), Release);
-    if let Err(e) = hello(&mut stream, false) {
-        warn(&format!("coordinator handshake failed: {e}"));
-        return;
-    }
     loop {
         match protocol::recv::<_, FromCoord>(&mut stream) {
             Ok(FromCoord::DoCheckpoint { generation, ckpt_dir }) => checkpoint_round(&mut stream, generation, ckpt_dir),
@@ -111,6 +255,8 @@ fn run(mut stream: TcpStream) {
                 // SAFETY: closing the socket we owned.
                 unsafe { libc::close(fd) };
                 COORD_FD.store(-1, Release);
+                // dmtcp_checkpoint() callers waiting for a checkpoint give up.
+                notify_waiters();
                 return;
             }
         }
@@ -136,10 +282,26 @@ extern "C" fn write_trampoline(arg: *mut u8) {
     job.result = capture::write_checkpoint(job.generation, job.ckpt_dir.as_deref());
 }
 
+/// The directory dmtcp_set_ckpt_dir() chose, if any.
+pub fn ckpt_dir_override() -> Option<String> {
+    let p = CKPT_DIR_OVERRIDE.load(Acquire);
+    // SAFETY: a leaked, NUL-terminated string set by api.rs; never freed.
+    (!p.is_null()).then(|| unsafe { core::ffi::CStr::from_ptr(p) }.to_string_lossy().into_owned())
+}
+
 fn checkpoint_round(stream: &mut TcpStream, generation: u64, ckpt_dir: Option<String>) {
     let cfg = config::get();
+    GENERATION.store(u32::try_from(generation).unwrap_or(u32::MAX), Release);
+    // Plugins run before anything stops, so their hooks may use any library function.
+    plugin::deliver(plugin::EVENT_PRESUSPEND, 0);
+    plugin::deliver(plugin::EVENT_PRECHECKPOINT, 0);
+    close_gate();
     let n = threads::suspend_all(cfg.ckpt_signal);
     NUM_PARKED.store(n, Release);
+    // Counted before writing, so the image (and a process restored from it) includes this
+    // checkpoint; taken back below if the write fails. No application thread runs to see it.
+    NUM_CHECKPOINTS.fetch_add(1, AcqRel);
+    let ckpt_dir = ckpt_dir_override().or(ckpt_dir);
     let mut job = WriteJob { generation, ckpt_dir, result: Err(String::new()) };
     // SAFETY: CKPT_SP is a static; write_trampoline does not unwind (panic = abort).
     let restored = unsafe { dmtcp_arch::save_and_run(CKPT_SP.as_ptr(), write_trampoline, &mut job as *mut WriteJob as *mut u8) };
@@ -153,6 +315,10 @@ fn checkpoint_round(stream: &mut TcpStream, generation: u64, ckpt_dir: Option<St
     };
     if let Some(e) = &error {
         warn(&format!("checkpoint failed: {e}"));
+        NUM_CHECKPOINTS.fetch_sub(1, AcqRel);
+        NUM_FAILED.fetch_add(1, AcqRel);
+    } else if let Ok(c) = std::ffi::CString::new(image.clone()) {
+        LAST_IMAGE.store(c.into_raw(), Release);
     }
     let done = ToCoord::CheckpointDone { generation, image, error };
     if protocol::send(stream, &done).is_ok() {
@@ -165,7 +331,13 @@ fn checkpoint_round(stream: &mut TcpStream, generation: u64, ckpt_dir: Option<St
             }
         }
     }
+    // Hooks run before the threads do (DMTCP's order), so they must not wait for a lock a
+    // suspended thread may hold (docs/plugins.md).
+    plugin::deliver(plugin::EVENT_RESUME, 0);
     threads::resume_all();
+    open_gate();
+    notify_waiters();
+    plugin::deliver(plugin::EVENT_RUNNING, 0);
 }
 
 /// In the restored process, on the checkpoint thread: dmtcp_restart put a fresh coordinator
@@ -203,5 +375,31 @@ fn after_restart(stream: &mut TcpStream) {
     if let Err(e) = hello(stream, true) {
         warn(&format!("coordinator handshake after restart failed: {e}"));
     }
+    NUM_RESTARTS.fetch_add(1, AcqRel);
+    read_restart_env();
+    crate::restart_settings::apply(info.settings_fd);
+    plugin::deliver(plugin::EVENT_RESTART, 1);
     threads::release_restored();
+    open_gate();
+    notify_waiters();
+    plugin::deliver(plugin::EVENT_RUNNING, 1);
+}
+
+/// Take the restart-time environment dmtcp_restart left at RESTART_ENV_FD (if it did), and
+/// close that fd so the application never sees it.
+fn read_restart_env() {
+    use std::io::Read;
+    let fd = protocol::RESTART_ENV_FD;
+    // SAFETY: F_GETFD only queries whether the fd is open.
+    if unsafe { libc::fcntl(fd, libc::F_GETFD) } < 0 {
+        return;
+    }
+    // SAFETY: the fd is open and ours to consume (dmtcp_restart put it there for us).
+    let mut f = unsafe { std::fs::File::from_raw_fd(fd) };
+    let mut buf = Vec::new();
+    if f.read_to_end(&mut buf).is_ok() && !buf.is_empty() {
+        let leaked = buf.leak();
+        RESTART_ENV_LEN.store(leaked.len(), Release);
+        RESTART_ENV.store(leaked.as_mut_ptr(), Release);
+    }
 }

@@ -17,6 +17,13 @@ pub struct Config {
     /// memory, which the restart restores).
     pub unique_pid: String,
     pub prog: String,
+    /// DMTCP_TMPDIR (or $TMPDIR, or /tmp).
+    pub tmpdir: String,
+    /// dmtcp_launch --checkpoint-open-files (DMTCP_CHECKPOINT_OPEN_FILES=1): reported to the
+    /// application and plugins; file contents are not saved in the image yet.
+    pub ckpt_open_files: bool,
+    /// dmtcp_launch --allow-file-overwrite (DMTCP_ALLOW_FILE_OVERWRITE=1): reported likewise.
+    pub allow_file_overwrite: bool,
 }
 
 static CONFIG: OnceLock<Config> = OnceLock::new();
@@ -61,6 +68,9 @@ fn from_env() -> Config {
         quiet: flag("DMTCP_QUIET", false),
         unique_pid: format!("{:x}-{}-{:x}", host_id(&hostname), std::process::id(), now),
         prog,
+        tmpdir: env("DMTCP_TMPDIR").or_else(|| env("TMPDIR")).unwrap_or_else(|| "/tmp".into()),
+        ckpt_open_files: flag("DMTCP_CHECKPOINT_OPEN_FILES", false),
+        allow_file_overwrite: flag("DMTCP_ALLOW_FILE_OVERWRITE", false),
     }
 }
 

@@ -9,6 +9,8 @@ mod api;
 mod capture;
 mod ckpt;
 mod config;
+mod plugin;
+mod restart_settings;
 mod threads;
 mod wrappers;
 
@@ -31,6 +33,7 @@ fn is_own_tool() -> bool {
 
 extern "C" fn dmtcp_init() {
     if is_own_tool() || std::env::var_os("DMTCP_DISABLE").is_some_and(|v| v == "1") {
+        plugin::disable();
         return;
     }
     // SAFETY: dlsym on glibc's exported rseq variables (absent before glibc 2.35: null).
@@ -49,7 +52,11 @@ extern "C" fn dmtcp_init() {
     let cfg = config::get();
     if !wrappers::install_checkpoint_handler(cfg.ckpt_signal, threads::on_checkpoint_signal) {
         eprintln!("[dmtcp] cannot install the checkpoint signal handler; this process will not be checkpointed");
+        plugin::disable();
         return;
     }
     ckpt::start();
+    // SAFETY: registers a handler that only calls the plugins' EXIT hooks.
+    unsafe { libc::atexit(plugin::on_exit) };
+    plugin::init();
 }

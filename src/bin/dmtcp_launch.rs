@@ -51,6 +51,24 @@ struct Args {
     /// Overwrite images of earlier checkpoints (the default)
     #[arg(long = "disable-unique-checkpoint-filenames")]
     no_unique_filenames: bool,
+    /// Load plugins (colon-separated shared libraries; may be repeated), preloaded after
+    /// libdmtcp.so in this order
+    #[arg(long = "with-plugin", alias = "with-plugins", value_name = "LIB.so[:LIB.so...]")]
+    with_plugin: Vec<String>,
+    /// Load the modify-env plugin: on restart, update the environment from dmtcp_env.txt
+    #[arg(long = "modify-env")]
+    modify_env: bool,
+    /// Load no plugin at all (--with-plugin and --modify-env are ignored)
+    #[arg(long = "disable-all-plugins")]
+    disable_all_plugins: bool,
+    /// Ask for open files' contents to be checkpointed (DMTCP_CHECKPOINT_OPEN_FILES; reported
+    /// to the program and plugins, file contents are not saved yet)
+    #[arg(long = "checkpoint-open-files")]
+    checkpoint_open_files: bool,
+    /// Allow restart to overwrite files with checkpointed copies (DMTCP_ALLOW_FILE_OVERWRITE;
+    /// reported to the program and plugins)
+    #[arg(long = "allow-file-overwrite")]
+    allow_file_overwrite: bool,
     /// Fewer messages
     #[arg(short = 'q', long = "quiet", action = clap::ArgAction::Count)]
     quiet: u8,
@@ -81,6 +99,40 @@ fn absolute(p: &Path) -> PathBuf {
     } else {
         std::env::current_dir().map(|d| d.join(p)).unwrap_or_else(|_| p.to_path_buf())
     }
+}
+
+/// The shipped modify-env plugin, beside libdmtcp.so.
+const MODIFY_ENV_LIB: &str = "libdmtcp_modify_env.so";
+
+/// The plugin libraries to preload after libdmtcp.so, in order. A name with a '/' must exist
+/// (made absolute, so it still resolves if the program changes directory); a bare name is left
+/// to the dynamic loader's search (LD_LIBRARY_PATH...), as in DMTCP.
+fn plugin_libs(args: &Args, lib: &str) -> Vec<String> {
+    if args.disable_all_plugins {
+        return Vec::new();
+    }
+    let mut libs = Vec::new();
+    if args.modify_env {
+        // Beside the libdmtcp.so chosen for this program (`$LIB` works here too).
+        let dir = lib.rsplit_once('/').map_or(".", |(d, _)| d);
+        let path = format!("{dir}/{MODIFY_ENV_LIB}");
+        if !dir.contains('$') && !Path::new(&path).is_file() {
+            die(PROG, format!("--modify-env: {path} is not installed"));
+        }
+        libs.push(path);
+    }
+    for p in args.with_plugin.iter().flat_map(|v| v.split(':')).filter(|p| !p.is_empty()) {
+        if !p.contains('/') {
+            libs.push(p.to_string());
+            continue;
+        }
+        let path = absolute(Path::new(p));
+        if !path.is_file() {
+            die(PROG, format!("--with-plugin {p}: no such file"));
+        }
+        libs.push(path.display().to_string());
+    }
+    libs
 }
 
 fn main() {
@@ -142,10 +194,20 @@ fn main() {
     if args.quiet > 0 {
         cmd.env("DMTCP_QUIET", "1");
     }
-    let preload = match std::env::var("LD_PRELOAD") {
-        Ok(old) if !old.is_empty() => format!("{lib}:{old}"),
-        _ => lib,
-    };
+    if args.checkpoint_open_files {
+        cmd.env("DMTCP_CHECKPOINT_OPEN_FILES", "1");
+    }
+    if args.allow_file_overwrite {
+        cmd.env("DMTCP_ALLOW_FILE_OVERWRITE", "1");
+    }
+    // libdmtcp.so first, then the plugins: a plugin's wrappers then sit between libdmtcp.so's
+    // and libc's definitions, and find the next one with dlsym(RTLD_NEXT).
+    let mut preload = std::iter::once(lib.clone()).chain(plugin_libs(&args, &lib)).collect::<Vec<_>>().join(":");
+    if let Ok(old) = std::env::var("LD_PRELOAD") {
+        if !old.is_empty() {
+            preload = format!("{preload}:{old}");
+        }
+    }
     cmd.env("LD_PRELOAD", preload);
     // exec: the program becomes this process, so its exit code is ours.
     let err = cmd.exec();

@@ -842,3 +842,60 @@ impl GlobalLock {
         GlobalLock(f)
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// Fixtures built against include/dmtcp.h (application API, plugins)
+// ---------------------------------------------------------------------------------------------
+
+/// tests/fixtures/<name>.c compiled with `cc -O1 -g -pthread -fPIC -I include EXTRA` into
+/// `<out>` (a program, or a plugin with `-shared`), once per test binary and `out`.
+pub fn fixture_against_header(name: &str, out: &str, extra: &[&str]) -> PathBuf {
+    init();
+    static BUILT: Mutex<Option<HashMap<String, PathBuf>>> = Mutex::new(None);
+    let mut built = BUILT.lock().unwrap_or_else(|e| e.into_inner());
+    let map = built.get_or_insert_with(HashMap::new);
+    if let Some(p) = map.get(out) {
+        return p.clone();
+    }
+    let cc = std::env::var("CC").unwrap_or_else(|_| "cc".to_string());
+    let dir = shared_dir().join(format!("{}-dmtcp-h", cc.replace('/', "_")));
+    fs::create_dir_all(&dir).expect("fixture directory");
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let src = root.join("tests/fixtures").join(format!("{name}.c"));
+    let path = dir.join(out);
+    let o = output(
+        &format!("{cc} {name}.c"),
+        Command::new(&cc)
+            .args(["-O1", "-g", "-pthread", "-fPIC", "-Wall", "-I"])
+            .arg(root.join("include"))
+            .args(extra)
+            .arg("-o")
+            .arg(&path)
+            .arg(&src),
+    );
+    assert!(o.status.success(), "compiling {} failed ({}):\n{}", src.display(), o.status, String::from_utf8_lossy(&o.stderr));
+    map.insert(out.to_string(), path.clone());
+    path
+}
+
+/// A plugin: tests/fixtures/<name>.c built with `-shared` into `lib<out>.so`.
+pub fn plugin_fixture(name: &str, out: &str, extra: &[&str]) -> PathBuf {
+    let mut args = vec!["-shared"];
+    args.extend_from_slice(extra);
+    fixture_against_header(name, &format!("lib{out}.so"), &args)
+}
+
+/// Wait until `run`'s output contains `needle`; fails the test if it exits first.
+pub fn wait_for_output(run: &mut Run, needle: &str) {
+    let deadline = Instant::now() + TIMEOUT;
+    loop {
+        if run.out().contains(needle) {
+            return;
+        }
+        if let Some(st) = run.proc.try_wait() {
+            panic!("{} exited ({st}) before printing {needle:?}\n--- stdout ---\n{}--- stderr ---\n{}", run.proc.name, run.out(), run.err());
+        }
+        assert!(Instant::now() < deadline, "{} did not print {needle:?} in {:?}\n--- stdout ---\n{}", run.proc.name, TIMEOUT, run.out());
+        std::thread::sleep(POLL);
+    }
+}
