@@ -13,7 +13,8 @@
 # downloaded once with a private apt configuration and cached in $CARGO_TARGET_DIR/qemu-system
 # (default target/qemu-system); delete that directory to fetch newer ones.
 # Environment: QSYS_TIMEOUT (seconds per guest, default 300), QSYS_CASES (guest cases to run,
-# space-separated function suffixes of guest.sh), QSYS_SERIAL=1 (boot guests one at a time).
+# space-separated function suffixes of guest.sh), QSYS_SERIAL=1 (boot guests one at a time),
+# QSYS_TRACE=1 (the guest prints each step of a case with its time).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 repo=$PWD
@@ -199,12 +200,23 @@ build_initramfs() {
   (cd "$root" && find . | LC_ALL=C sort | cpio -o -H newc -R 0:0 --quiet) | gzip -1 >"$cache/$cpu/initrd.gz"
 }
 
+# Close every descriptor above 2 of the calling (sub)shell.
+close_inherited_fds() {
+  local fd
+  for fd in /proc/"$BASHPID"/fd/*; do
+    fd=${fd##*/}
+    [ "$fd" -le 2 ] || eval "exec $fd>&-"
+  done
+}
+
 # xkernel_image ROOT: checkpoint the x86_64 counter fixture on this host (this kernel) and put
 # the image, with the output before the kill and an uninterrupted run's, into the guest at the
 # same absolute path (the image names its executable and checkpoint directory).
 # glibc in the checkpointed process must not pick code paths that use features TCG's `-cpu max`
-# lacks (AVX-512, TSX), or the restored program would die of SIGILL in the guest; the guest
-# restarts with --no-strict-checking because the image still records the host's CPUID.
+# lacks: AVX-512 and TSX string functions (SIGILL), and XSAVEC, which ld.so's lazy-binding
+# trampoline (_dl_runtime_resolve_xsavec) uses on this host: its XRSTOR takes a general
+# protection fault in the guest. The guest restarts with --no-strict-checking because the image
+# still records the host's CPUID.
 xkernel_image() {
   local root=$1 bindir=$target_dir/$triple/debug xk port i run plain
   xk=$(mktemp -d /tmp/dmtcp-qsys-xkernel.XXXXXX)
@@ -219,7 +231,9 @@ xkernel_image() {
     sleep 0.1
   done
   case $port in '' | 0) die "cross-kernel: the host coordinator wrote no port" ;; esac
-  (cd "$xk" && exec env GLIBC_TUNABLES=glibc.cpu.hwcaps=-AVX512F,-AVX512CD,-AVX512BW,-AVX512DQ,-AVX512VL,-AVX512ER,-AVX512PF,-RTM \
+  # A clean program: no descriptor this script inherited goes into the image (each would be
+  # reopened on /dev/null with a warning at restart).
+  (cd "$xk" && close_inherited_fds && exec env DMTCP_GZIP=0 GLIBC_TUNABLES=glibc.cpu.hwcaps=-AVX512F,-AVX512CD,-AVX512BW,-AVX512DQ,-AVX512VL,-AVX512ER,-AVX512PF,-RTM,-XSAVEC \
     "$bindir/dmtcp_launch" --coord-port "$port" "$xk/counter" 100 >"$xk/before.out" 2>"$xk/launch.err") &
   run=$!
   for ((i = 0; i < 600; i++)); do
@@ -236,6 +250,7 @@ xkernel_image() {
   mkdir -p "$root/$xk" "$root/tests/xkernel"
   cp -a "$xk"/. "$root/$xk/"
   echo "$xk" >"$root/tests/xkernel/dir"
+  uname -r >"$root/tests/xkernel/kernel"
   rm -rf "$xk"
 }
 
@@ -255,7 +270,7 @@ boot() {
   t0=$(date +%s)
   timeout "$guest_timeout" "${qemu[@]}" -m 1024 -smp 2 -nographic -no-reboot \
     -kernel "$cache/$cpu/vmlinuz" -initrd "$cache/$cpu/initrd.gz" \
-    -append "console=$console rdinit=/init panic=-1 quiet${QSYS_CASES:+ QSYS_CASES=\"$QSYS_CASES\"}" \
+    -append "console=$console rdinit=/init panic=-1 quiet${QSYS_CASES:+ QSYS_CASES=\"$QSYS_CASES\"}${QSYS_TRACE:+ QSYS_TRACE=$QSYS_TRACE}" \
     </dev/null >"$cache/$cpu/console.log" 2>&1 || rc=$?
   echo "$(($(date +%s) - t0))" >"$cache/$cpu/seconds"
   return "$rc"
