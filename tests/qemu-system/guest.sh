@@ -12,9 +12,10 @@
 # Programs' own output goes to files in /tmp/<case>; a failing case prints those files.
 set -u
 
-# The loader's and dmtcp_restart's refusal of an image taken on another kernel build (vdso
-# redirection not written yet). The one place that knows the text: when redirection lands,
-# set XKERNEL_XFAIL=0 (or delete the match) to make the cross-kernel case a hard requirement.
+# The loader's and dmtcp_restart's refusal of an image taken on another kernel build, from
+# before vdso redirection (and still the answer for a format 1.0 image, which has no vdso copy).
+# While XKERNEL_XFAIL=1 that refusal makes the cross-kernel case an XFAIL, not a FAIL; this is
+# the one place that knows the text: set XKERNEL_XFAIL=0 to make the case a hard requirement.
 VDSO_REFUSAL='vdso differs from .*restart on the same kernel build'
 XKERNEL_XFAIL=1
 
