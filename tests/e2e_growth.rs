@@ -41,16 +41,9 @@ fn growth_after_kcheckpoint() {
 #[test]
 fn growth_through_a_redirected_vdso_then_restart_again() {
     let t = TempDir::new("growth-redirect");
-    let prog = fixture("growth");
-    let expected = run_plain_bg(&prog, &["40"], &t.subdir("plain"));
-    let coord = Coord::start();
-    let mut run = launch(&t.path, &LaunchOpts { port: Some(coord.port), ..Default::default() }, &prog, &["40"]);
-    run.wait_lines(4);
-    coord.checkpoint();
-    run.kill();
-    let before = run.out();
+    let Checkpointed { coord, before, image: img, expected: exp, expected_code: exp_code } = checkpointed_and_killed(&t, "growth", &["40"], 4);
     let mut c = dmtcp(RESTART);
-    c.env("DMTCP_RESTART_REDIRECT_VDSO", "1").arg("--coord-port").arg(coord.port.to_string()).arg(image(&t.path, "growth"));
+    c.env("DMTCP_RESTART_REDIRECT_VDSO", "1").arg("--coord-port").arg(coord.port.to_string()).arg(&img);
     let mut r1 = restart_with(&t.path, c, "restart-redirected");
     let mut n = 1;
     while !r1.out().contains("step 26\n") {
@@ -63,7 +56,6 @@ fn growth_through_a_redirected_vdso_then_restart_again() {
     let after1 = r1.out();
     let mut r2 = restart(&t.path, Some(coord.port), &[], &image(&t.path, "growth"), "restart-plain");
     let code = r2.wait_code();
-    let (exp, exp_code) = expected.join().expect("uninterrupted run");
     assert_eq!(code, exp_code, "exit code of the second restart\n--- stderr ---\n{}", r2.err());
     let k1 = assert_partial_continuation(&before, &after1, &exp);
     let rest: String = exp.lines().skip(k1).map(|l| format!("{l}\n")).collect();

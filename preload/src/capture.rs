@@ -72,7 +72,7 @@ fn libc_version() -> String {
 
 fn image_path(generation: u64, dir_override: Option<&str>) -> PathBuf {
     let cfg = config::get();
-    let dir = dir_override.map(PathBuf::from).unwrap_or_else(|| cfg.ckpt_dir.clone());
+    let dir = dir_override.map(PathBuf::from).or_else(crate::restart_settings::ckpt_dir).unwrap_or_else(|| cfg.ckpt_dir.clone());
     let name = if cfg.unique_filenames {
         format!("ckpt_{}_{}_{:05}.dmtcp", cfg.prog, cfg.unique_pid, generation)
     } else {
@@ -148,6 +148,12 @@ pub fn write_checkpoint(generation: u64, dir_override: Option<&str>) -> Result<S
     header.ckpt_signal = cfg.ckpt_signal as u32;
     (header.hwcap, header.hwcap2) = host_cpu_features();
     header.kernel_release = kernel_release();
+    if let Ok(auxv) = std::fs::read("/proc/self/auxv") {
+        if auxv.len() <= AUXV_MAX {
+            header.auxv[..auxv.len()].copy_from_slice(&auxv);
+            header.auxv_len = auxv.len() as u32;
+        }
+    }
     let thread_table = thread_records();
     let sigs = sigactions();
     let dir = path.parent().map(|p| p.to_path_buf()).unwrap_or_default();

@@ -1,6 +1,6 @@
 //! mtcp_restart: the static, libc-free restart loader.
 //!
-//! `mtcp_restart <image-fd> <fail-rc> [redirect-vdso]`: the fd holds a verified raw image (dmtcp_restart checked
+//! `mtcp_restart <image-fd> <fail-rc> [redirect-vdso] [exe-fd=N] [settings-fd=N]`: the fd holds a verified raw image (dmtcp_restart checked
 //! every checksum and set up the process's files). Stage 1 relocates the loader, copies it into a
 //! hole that no area of the image uses and switches to a stack there; stage 2 (restore.rs) clears
 //! the address space, maps the image back and resumes every thread in its saved context.
@@ -68,6 +68,20 @@ pub struct Ctx {
     pub maps_buf_len: usize,
     /// Treat this kernel's vdso as foreign even when it is the image's (a test aid).
     pub force_vdso_redirect: bool,
+    /// The program's file, to become /proc/self/exe again (-1: none).
+    pub exe_fd: i32,
+    /// Restart-time settings for libdmtcp (dmtcp_restart's memfd; -1: none).
+    pub settings_fd: i32,
+}
+
+// The context sits in the one page between the stack and the tables.
+const _: () = assert!(core::mem::size_of::<Ctx>() <= 4096);
+
+/// The loader's optional arguments after `<image-fd> <fail-rc>`.
+struct LoaderOpts {
+    force_vdso_redirect: bool,
+    exe_fd: i32,
+    settings_fd: i32,
 }
 
 /// Entry from `_start`, on the kernel's initial stack.
@@ -121,9 +135,22 @@ unsafe extern "C" fn loader_main(sp: *const usize) -> ! {
         Some(fd) if fd >= 0 => fd as i32,
         _ => die("bad image fd argument", 0),
     };
-    // SAFETY: argv[3], when present, is a NUL-terminated string.
-    let force_vdso_redirect = argc > 3 && unsafe { cstr(*argv.add(3)) } == b"redirect-vdso";
-    stage1(fd, page, me, vdso, force_vdso_redirect)
+    let mut opts = LoaderOpts { force_vdso_redirect: false, exe_fd: -1, settings_fd: -1 };
+    for i in 3..argc {
+        // SAFETY: argv[i] for i < argc is a NUL-terminated string.
+        let arg = unsafe { cstr(*argv.add(i)) };
+        let fd_of = |prefix: &[u8]| arg.strip_prefix(prefix).and_then(fail::parse_dec).filter(|&v| v >= 0).map(|v| v as i32);
+        if arg == b"redirect-vdso" {
+            opts.force_vdso_redirect = true;
+        } else if let Some(fd) = fd_of(b"exe-fd=") {
+            opts.exe_fd = fd;
+        } else if let Some(fd) = fd_of(b"settings-fd=") {
+            opts.settings_fd = fd;
+        } else {
+            die("unknown option (run by dmtcp_restart)", 0);
+        }
+    }
+    stage1(fd, page, me, vdso, opts)
 }
 
 /// # Safety
@@ -137,7 +164,7 @@ fn round_up(v: usize, page: usize) -> usize {
     (v + page - 1) & !(page - 1)
 }
 
-fn stage1(fd: i32, page: usize, me: reloc::SelfImage, vdso: usize, force_vdso_redirect: bool) -> ! {
+fn stage1(fd: i32, page: usize, me: reloc::SelfImage, vdso: usize, opts: LoaderOpts) -> ! {
     let mut hbuf = [0u8; HEADER_SIZE];
     if let Err(e) = sys::pread_exact(fd, &mut hbuf, 0) {
         die("cannot read the image header", e.into_raw());
@@ -198,7 +225,9 @@ fn stage1(fd: i32, page: usize, me: reloc::SelfImage, vdso: usize, force_vdso_re
             hole_len,
             maps_buf,
             maps_buf_len: MAPS_BUF_SIZE,
-            force_vdso_redirect,
+            force_vdso_redirect: opts.force_vdso_redirect,
+            exe_fd: opts.exe_fd,
+            settings_fd: opts.settings_fd,
         });
         let stage2: extern "C" fn(usize) -> ! = restore::stage2;
         let stage2_moved: extern "C" fn(usize) -> ! = core::mem::transmute((stage2 as usize).wrapping_add(delta));

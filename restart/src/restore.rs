@@ -98,7 +98,7 @@ pub extern "C" fn stage2(ctx_addr: usize) -> ! {
     // SAFETY: the image fd is ours (dmtcp_restart opened it for us) and not used afterwards.
     let _ = unsafe { syscalls::syscall1(Sysno::close, ctx.fd as usize) };
     restore_sigactions(ctx);
-    let mm_failed = !restore_mm(h);
+    let mm_failed = !restore_mm(ctx);
     write_restart_info(ctx, mm_failed);
     resume_threads(ctx)
 }
@@ -271,7 +271,7 @@ struct PrctlMmMap<P> {
     exe_fd: u32,
 }
 
-fn set_mm_map<P: Default>(m: &MmFields) -> bool {
+fn set_mm_map<P>(m: &MmFields, auxv: &[u8], exe_fd: i32, ptr: fn(usize) -> P) -> bool {
     let map = PrctlMmMap::<P> {
         start_code: m.start_code,
         end_code: m.end_code,
@@ -284,26 +284,41 @@ fn set_mm_map<P: Default>(m: &MmFields) -> bool {
         arg_end: m.arg_end,
         env_start: m.env_start,
         env_end: m.env_end,
-        auxv: P::default(),
-        auxv_size: 0,
-        exe_fd: u32::MAX,
+        auxv: ptr(if auxv.is_empty() { 0 } else { auxv.as_ptr() as usize }),
+        auxv_size: auxv.len() as u32,
+        exe_fd: exe_fd as u32,
     };
-    // SAFETY: `map` is a valid struct prctl_mm_map of the size passed.
+    // SAFETY: `map` is a valid struct prctl_mm_map of the size passed; auxv points at its bytes.
     unsafe {
         syscalls::syscall5(Sysno::prctl, PR_SET_MM, PR_SET_MM_MAP, &map as *const PrctlMmMap<P> as usize, core::mem::size_of::<PrctlMmMap<P>>(), 0)
     }
     .is_ok()
 }
 
-/// Give the kernel the image's brk, stack and argument/environment bounds, so the heap grows
-/// where the program expects and /proc/self/cmdline reads right. Best effort (qemu-user refuses).
-fn restore_mm(h: &FileHeader) -> bool {
+/// Give the kernel the image's brk, stack, argument/environment bounds and auxiliary vector, so
+/// the heap grows where the program expects, /proc/self/cmdline reads right and a debugger finds
+/// the program's headers; and, if dmtcp_restart opened the program's file for us, make it
+/// /proc/self/exe again (that part needs CAP_CHECKPOINT_RESTORE). Best effort: each attempt asks
+/// for less; qemu-user refuses all of them.
+fn restore_mm(ctx: &Ctx) -> bool {
+    let h = &ctx.header;
     let m = &h.mm;
     if m.start_code == 0 || m.arg_start == 0 || m.brk < m.start_brk {
         return false;
     }
+    let (auxv, exe) = (h.auxv(), ctx.exe_fd);
+    let attempts: [(&[u8], i32); 3] = [(auxv, exe), (auxv, -1), (&[], -1)];
     // The native layout, then the 64-bit kernel's layout (a 32-bit process on a 64-bit kernel).
-    set_mm_map::<usize>(m) || (core::mem::size_of::<usize>() != 8 && set_mm_map::<u64>(m))
+    let wide = core::mem::size_of::<usize>() != 8;
+    let ok = attempts
+        .iter()
+        .filter(|(_, fd)| *fd == -1 || exe >= 0)
+        .any(|&(auxv, fd)| set_mm_map::<usize>(m, auxv, fd, |p| p) || (wide && set_mm_map::<u64>(m, auxv, fd, |p| p as u64)));
+    if exe >= 0 {
+        // SAFETY: dmtcp_restart opened this fd for us only.
+        let _ = unsafe { syscalls::syscall1(Sysno::close, exe as usize) };
+    }
+    ok
 }
 
 fn write_restart_info(ctx: &Ctx, mm_failed: bool) {
@@ -312,14 +327,18 @@ fn write_restart_info(ctx: &Ctx, mm_failed: bool) {
         die("image lacks the restart-info address", 0);
     }
     let p = addr as *mut RestartInfo;
-    // SAFETY: the address is libdmtcp's RESTART_INFO in the memory just restored (writable .bss).
+    // SAFETY: the address is libdmtcp's RESTART_INFO in the memory just restored (writable
+    // .bss). Field by field: a 1.0 image's libdmtcp has a shorter RestartInfo without
+    // settings_fd, and a whole-struct write would run past it.
     unsafe {
-        let mut info = p.read_volatile();
-        info.generation += 1;
-        info.loader_start = ctx.hole_start as u64;
-        info.loader_len = ctx.hole_len as u64;
-        info.mm_not_restored = mm_failed as u64;
-        p.write_volatile(info);
+        let generation = core::ptr::addr_of_mut!((*p).generation);
+        generation.write_volatile(generation.read_volatile() + 1);
+        core::ptr::addr_of_mut!((*p).loader_start).write_volatile(ctx.hole_start as u64);
+        core::ptr::addr_of_mut!((*p).loader_len).write_volatile(ctx.hole_len as u64);
+        core::ptr::addr_of_mut!((*p).mm_not_restored).write_volatile(mm_failed as u64);
+        if ctx.header.minor >= 1 {
+            core::ptr::addr_of_mut!((*p).settings_fd).write_volatile(ctx.settings_fd as i64);
+        }
     }
 }
 

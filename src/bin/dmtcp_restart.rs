@@ -41,6 +41,12 @@ struct Args {
     /// Look for the images in this directory
     #[arg(long = "restartdir")]
     restartdir: Option<PathBuf>,
+    /// Directory for the checkpoints taken after this restart (default: where the last ones went)
+    #[arg(short = 'c', long = "ckptdir")]
+    ckptdir: Option<PathBuf>,
+    /// Pause the restarted process until a debugger attaches (also DMTCP_GDB_ATTACH_ON_RESTART)
+    #[arg(long = "debug-restart-pause", value_name = "N")]
+    debug_restart_pause: Option<u32>,
     /// Skip the CPU-feature check (the CPU itself must still match)
     #[arg(long = "no-strict-checking")]
     no_strict_checking: bool,
@@ -195,37 +201,112 @@ fn close_others(keep: &[RawFd]) {
     }
 }
 
-fn main() {
-    let args: Args = parse_args(PROG);
-    if args.images.len() > 1 {
-        die(PROG, "restarting several images at once is not supported yet; restart each image with its own dmtcp_restart");
-    }
-    let tmpdir = args.tmpdir.clone().or_else(|| std::env::var_os("DMTCP_TMPDIR").map(PathBuf::from)).unwrap_or_else(std::env::temp_dir);
-    let mut path = args.images[0].clone();
+/// A verified image, ready to be restarted.
+struct Prepared {
+    path: PathBuf,
+    raw: std::fs::File,
+    info: ImageInfo,
+}
+
+fn prepare(args: &Args, image: &Path, tmpdir: &Path) -> Prepared {
+    let mut path = image.to_path_buf();
     if let Some(dir) = &args.restartdir {
         if let Some(name) = path.file_name() {
             path = dir.join(name);
         }
     }
-    let (raw, info) = reader::open_raw_for_restart(&path, &tmpdir).unwrap_or_else(|e| die(PROG, e));
+    let (raw, info) = reader::open_raw_for_restart(&path, tmpdir).unwrap_or_else(|e| die(PROG, e));
     check_compatible(&path, &info, !args.no_strict_checking);
-    let loader = locate::restart_loader_for(info.header.cpu().unwrap_or(dmtcp_arch::CPU)).unwrap_or_else(|e| die(PROG, e));
-    let meta = &info.meta;
+    Prepared { path, raw, info }
+}
 
-    let addr = coord_client::coord_addr(args.coord_host.as_deref(), args.coord_port);
-    let mode = match (args.join, args.new_coordinator) {
-        (true, true) => die(PROG, "--join-coordinator and --new-coordinator exclude each other"),
-        (true, false) => CoordMode::Join,
-        (false, true) => CoordMode::New,
-        _ => CoordMode::Default,
-    };
-    let addr = coord_client::ensure_coordinator(&addr, mode, args.interval, None).unwrap_or_else(|e| die(PROG, e));
-    let coord = coord_client::connect(&addr).unwrap_or_else(|e| die(PROG, e));
+/// Is the process with this pid on this host alive (not a zombie)?
+fn alive_here(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        // The state follows the command name in parentheses, which may itself hold ") ".
+        Ok(stat) => stat.rsplit_once(") ").is_some_and(|(_, rest)| !rest.starts_with('Z')),
+        Err(_) => false,
+    }
+}
+
+/// DMTCP refuses to restart a process that is still part of the computation: two copies would
+/// share its identity (and its files). A peer the coordinator has not yet seen go is ignored when
+/// it is on this host and dead.
+fn refuse_if_running(addr: &coord_client::CoordAddr, images: &[Prepared]) {
+    let Ok(reply) = coord_client::send_command(addr, dmtcp_engine::protocol::Command::List) else { return };
+    let here = hostname();
+    for img in images {
+        let meta = &img.info.meta;
+        for peer in reply.peers.iter().filter(|p| p.unique_pid == meta.unique_pid) {
+            if peer.hostname == here && !alive_here(peer.pid) {
+                continue;
+            }
+            die(
+                PROG,
+                format!(
+                    "{}: the process it was taken from ({} pid {} on {}) is still running under the coordinator at {}:{}; stop it first (dmtcp_command -k)",
+                    img.path.display(),
+                    peer.prog,
+                    peer.pid,
+                    peer.hostname,
+                    addr.host,
+                    addr.port
+                ),
+            );
+        }
+    }
+}
+
+fn hostname() -> String {
+    nix::unistd::gethostname().ok().and_then(|h| h.into_string().ok()).unwrap_or_default()
+}
+
+/// The settings libdmtcp reads in the restarted process (see preload/src/restart_settings.rs),
+/// in a memfd: "key=value" lines.
+fn settings_fd(args: &Args, top: RawFd) -> Option<RawFd> {
+    let mut text = String::new();
+    if let Some(dir) = &args.ckptdir {
+        let dir = if dir.is_absolute() { dir.clone() } else { std::env::current_dir().map(|c| c.join(dir)).unwrap_or_else(|_| dir.clone()) };
+        if let Err(e) = std::fs::create_dir_all(&dir) {
+            die(PROG, format!("cannot create the checkpoint directory {}: {e}", dir.display()));
+        }
+        text.push_str(&format!("ckptdir={}\n", dir.display()));
+    }
+    let env_set = |k: &str| std::env::var_os(k).is_some_and(|v| !v.is_empty() && v != "0");
+    if args.debug_restart_pause.is_some_and(|n| n > 0) || env_set("DMTCP_GDB_ATTACH_ON_RESTART") || env_set("DMTCP_RESTART_PAUSE") {
+        text.push_str("pause=1\n");
+    }
+    if text.is_empty() {
+        return None;
+    }
+    let fd = nix::sys::memfd::memfd_create(c"dmtcp-restart-settings", nix::sys::memfd::MFdFlags::MFD_CLOEXEC)
+        .unwrap_or_else(|e| die(PROG, format!("cannot create the restart settings: {e}")));
+    let mut file = std::fs::File::from(fd);
+    if let Err(e) = std::io::Write::write_all(&mut file, text.as_bytes()) {
+        die(PROG, format!("cannot write the restart settings: {e}"));
+    }
+    Some(dup_at_least(file.into_raw_fd(), top, false))
+}
+
+/// The program's file, to become /proc/self/exe of the restarted process (so that debuggers find
+/// its symbols). None when it is gone: the restart works without it.
+fn exe_fd(meta: &dmtcp_engine::meta::ProcessMeta, top: RawFd) -> Option<RawFd> {
+    let f = std::fs::File::open(&meta.exe).ok()?;
+    Some(dup_at_least(f.into_raw_fd(), top, false))
+}
+
+/// Become the restarted process of `img`: put its fds in place and exec the loader.
+fn restart_one(args: &Args, addr: &coord_client::CoordAddr, img: Prepared) -> ! {
+    let loader = locate::restart_loader_for(img.info.header.cpu().unwrap_or(dmtcp_arch::CPU)).unwrap_or_else(|e| die(PROG, e));
+    let meta = &img.info.meta;
+    let coord = coord_client::connect(addr).unwrap_or_else(|e| die(PROG, e));
 
     // Move our own fds above every number the restored program uses, then put its fds in place.
     let top = meta.fds.iter().map(|e| e.fd).chain([meta.coord_fd, 2]).max().unwrap_or(2) + 1;
-    let image_fd = dup_at_least(raw.into_raw_fd(), top, false);
+    let image_fd = dup_at_least(img.raw.into_raw_fd(), top, false);
     let coord_fd = dup_at_least(coord.into_raw_fd(), top, true);
+    let settings = settings_fd(args, top);
+    let exe = exe_fd(meta, top);
     if let Err(e) = std::env::set_current_dir(&meta.cwd) {
         if args.quiet == 0 {
             eprintln!("{PROG}: cannot change to the checkpointed working directory {}: {e}", meta.cwd);
@@ -240,7 +321,7 @@ fn main() {
         dup_to(coord_fd, meta.coord_fd);
         keep.push(meta.coord_fd);
     }
-    keep.push(image_fd);
+    keep.extend([Some(image_fd), settings, exe].into_iter().flatten());
     close_others(&keep);
 
     let mut loader_cmd = std::process::Command::new(&loader);
@@ -249,6 +330,60 @@ fn main() {
         // Restart as if on another kernel (tests the cross-kernel path on this one).
         loader_cmd.arg("redirect-vdso");
     }
+    if let Some(fd) = exe {
+        loader_cmd.arg(format!("exe-fd={fd}"));
+    }
+    if let Some(fd) = settings {
+        loader_cmd.arg(format!("settings-fd={fd}"));
+    }
     let err = loader_cmd.exec();
     die(PROG, format!("cannot execute {}: {err}", loader.display()))
+}
+
+/// Run `f` in a grandchild that init (or the nearest subreaper) adopts: the restarted program
+/// that this process becomes must never see a child it did not make (nor its SIGCHLD).
+fn detached(f: impl FnOnce()) {
+    // SAFETY: this process is single-threaded; the child only calls fork, _exit or `f`.
+    match unsafe { nix::unistd::fork() } {
+        Ok(nix::unistd::ForkResult::Child) => {
+            // SAFETY: as above.
+            match unsafe { nix::unistd::fork() } {
+                Ok(nix::unistd::ForkResult::Child) => {
+                    f();
+                    // SAFETY: `f` only returns if it failed without exiting; leave at once.
+                    unsafe { libc::_exit(fail_rc()) }
+                }
+                // SAFETY: leaving the intermediate child without running exit handlers.
+                _ => unsafe { libc::_exit(0) },
+            }
+        }
+        Ok(nix::unistd::ForkResult::Parent { child }) => {
+            let _ = nix::sys::wait::waitpid(child, None);
+        }
+        Err(e) => die(PROG, format!("cannot fork: {e}")),
+    }
+}
+
+fn main() {
+    let args: Args = parse_args(PROG);
+    let tmpdir = args.tmpdir.clone().or_else(|| std::env::var_os("DMTCP_TMPDIR").map(PathBuf::from)).unwrap_or_else(std::env::temp_dir);
+    // Every image is verified before anything is restarted: all or nothing.
+    let mut images: Vec<Prepared> = args.images.iter().map(|p| prepare(&args, p, &tmpdir)).collect();
+
+    let addr = coord_client::coord_addr(args.coord_host.as_deref(), args.coord_port);
+    let mode = match (args.join, args.new_coordinator) {
+        (true, true) => die(PROG, "--join-coordinator and --new-coordinator exclude each other"),
+        (true, false) => CoordMode::Join,
+        (false, true) => CoordMode::New,
+        _ => CoordMode::Default,
+    };
+    let addr = coord_client::ensure_coordinator(&addr, mode, args.interval, None).unwrap_or_else(|e| die(PROG, e));
+    refuse_if_running(&addr, &images);
+
+    // The last image becomes this process (its exit code is ours); the others run detached.
+    let last = images.pop().unwrap_or_else(|| die(PROG, "no image given"));
+    for img in images {
+        detached(|| restart_one(&args, &addr, img));
+    }
+    restart_one(&args, &addr, last)
 }

@@ -33,7 +33,7 @@ pub const INSPECT: &str = env!("CARGO_BIN_EXE_dmtcp_inspect");
 
 /// How long any single wait may take before the test fails. Generous: the machine may be loaded.
 pub const TIMEOUT: Duration = Duration::from_secs(60);
-const POLL: Duration = Duration::from_millis(20);
+pub const POLL: Duration = Duration::from_millis(20);
 
 /// Environment variables that change what the commands do; removed from every command we run so
 /// that the caller's environment cannot leak into a test.
@@ -825,6 +825,30 @@ pub fn roundtrip(name: &str, prog_name: &str, args: &[&str], min_lines: usize) {
     let (exp, exp_code) = expected.join().expect("uninterrupted run");
     assert_eq!(code, exp_code, "exit code after restart\n--- restart stderr ---\n{}", r.err());
     assert_continuation(&before, &r.out(), &exp);
+}
+
+/// A program launched under a fresh coordinator, checkpointed and killed, with what an
+/// uninterrupted run of it printed.
+pub struct Checkpointed {
+    pub coord: Coord,
+    /// What it printed before the kill (a little past the checkpoint).
+    pub before: String,
+    pub image: PathBuf,
+    pub expected: String,
+    pub expected_code: i32,
+}
+
+/// Launch fixture `prog_name args` in `t`, wait for `min_lines` lines, checkpoint, kill.
+pub fn checkpointed_and_killed(t: &TempDir, prog_name: &str, args: &[&str], min_lines: usize) -> Checkpointed {
+    let prog = fixture(prog_name);
+    let expected = run_plain_bg(&prog, args, &t.subdir("plain"));
+    let coord = Coord::start();
+    let mut run = launch(&t.path, &LaunchOpts { port: Some(coord.port), ..Default::default() }, &prog, args);
+    run.wait_lines(min_lines);
+    coord.checkpoint();
+    run.kill();
+    let (expected, expected_code) = expected.join().expect("uninterrupted run");
+    Checkpointed { coord, before: run.out(), image: image(&t.path, prog_name), expected, expected_code }
 }
 
 /// `flock` on a file in the temp dir, held until dropped: serializes tests that need a fixed

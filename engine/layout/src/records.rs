@@ -10,6 +10,8 @@ pub const HEADER_SIZE: usize = 4096;
 pub const THREAD_SIZE: usize = 128;
 pub const SIGACTION_SIZE: usize = 32;
 pub const AREA_SIZE: usize = 96;
+/// Room for the auxiliary vector in the header: the kernel keeps at most about 50 words.
+pub const AUXV_MAX: usize = 1024;
 pub const RUN_SIZE: usize = 16;
 /// Signal actions recorded per image: signals 1 to 64.
 pub const NUM_SIGNALS: usize = 64;
@@ -149,6 +151,10 @@ pub struct FileHeader {
     pub hwcap2: u64,
     /// uname release of the kernel the image was taken on, NUL-padded.
     pub kernel_release: [u8; 65],
+    /// The process's auxiliary vector as /proc/self/auxv gave it (since 1.1): the loader hands it
+    /// back to the kernel, so that debuggers find the program's entry point and headers again.
+    pub auxv_len: u32,
+    pub auxv: [u8; AUXV_MAX],
 }
 
 impl FileHeader {
@@ -183,7 +189,14 @@ impl FileHeader {
             hwcap: 0,
             hwcap2: 0,
             kernel_release: [0; 65],
+            auxv_len: 0,
+            auxv: [0; AUXV_MAX],
         }
+    }
+
+    /// The saved auxiliary vector (empty for a 1.0 image).
+    pub fn auxv(&self) -> &[u8] {
+        &self.auxv[..(self.auxv_len as usize).min(AUXV_MAX)]
     }
 
     pub fn encode(&self, out: &mut [u8; HEADER_SIZE]) {
@@ -223,6 +236,9 @@ impl FileHeader {
         p.u64(self.hwcap);
         p.u64(self.hwcap2);
         p.bytes(&self.kernel_release);
+        p.bytes(&[0; 7]);
+        p.u32(self.auxv_len);
+        p.bytes(&self.auxv);
         let crc = crate::crc32(&out[..HEADER_SIZE - 4]);
         out[HEADER_SIZE - 4..].copy_from_slice(&crc.to_le_bytes());
     }
@@ -283,6 +299,9 @@ impl FileHeader {
         let hwcap = g.u64();
         let hwcap2 = g.u64();
         let kernel_release = g.take::<65>();
+        g.take::<7>();
+        let auxv_len = g.u32();
+        let auxv = g.take::<AUXV_MAX>();
         let h = FileHeader {
             major,
             minor,
@@ -313,6 +332,8 @@ impl FileHeader {
             hwcap,
             hwcap2,
             kernel_release,
+            auxv_len,
+            auxv,
         };
         h.check()?;
         Ok(h)
@@ -321,6 +342,9 @@ impl FileHeader {
     fn check(&self) -> Result<(), LayoutError> {
         if Cpu::from_u16(self.cpu).is_none() {
             return Err(LayoutError::BadField { what: "CPU" });
+        }
+        if self.auxv_len as usize > AUXV_MAX {
+            return Err(LayoutError::BadField { what: "auxiliary vector length" });
         }
         if !self.page_size.is_power_of_two() || self.page_size < 4096 {
             return Err(LayoutError::BadField { what: "page size" });
@@ -597,6 +621,9 @@ pub struct RestartInfo {
     pub loader_len: u64,
     /// Non-zero when the loader could not restore the mm fields (brk, arg/env) with PR_SET_MM_MAP.
     pub mm_not_restored: u64,
+    /// Since 1.1: an fd holding dmtcp_restart's settings for this restart ("key=value" lines:
+    /// the next checkpoint directory, a pause for a debugger), or -1.
+    pub settings_fd: i64,
 }
 
 #[cfg(test)]
@@ -620,6 +647,8 @@ mod tests {
         h.data_len = 8192;
         h.vdso = Range { start: 0x7fff_0000, end: 0x7fff_2000 };
         h.kernel_release[..4].copy_from_slice(b"6.18");
+        h.auxv_len = 5;
+        h.auxv[..5].copy_from_slice(b"\x21\0\0\0\x07");
         h
     }
 
@@ -630,6 +659,11 @@ mod tests {
         h.encode(&mut buf);
         assert_eq!(FileHeader::decode(&buf), Ok(h));
         assert_eq!(h.kernel_release_str(), "6.18");
+        assert_eq!(h.auxv(), b"\x21\0\0\0\x07");
+        let mut long = h;
+        long.auxv_len = AUXV_MAX as u32 + 1;
+        long.encode(&mut buf);
+        assert_eq!(FileHeader::decode(&buf), Err(LayoutError::BadField { what: "auxiliary vector length" }));
     }
 
     #[test]

@@ -1,0 +1,115 @@
+//! What dmtcp_restart asks of the process it restarts, read once after each restart from the fd
+//! the loader reports in `RestartInfo::settings_fd` ("key=value" lines):
+//! - `ckptdir=DIR`: `dmtcp_restart --ckptdir`: where the next checkpoints go;
+//! - `pause=1`: `--debug-restart-pause N`, DMTCP_GDB_ATTACH_ON_RESTART or DMTCP_RESTART_PAUSE:
+//!   wait until a debugger attaches. DMTCP_RESTART_PAUSE2 in the program's own (launch-time)
+//!   environment asks the same, as in DMTCP.
+//!
+//! Runs on the checkpoint thread after a restart, while the application's threads still wait.
+
+use std::io::{Read, Seek};
+use std::os::fd::FromRawFd;
+use std::path::PathBuf;
+use std::sync::Mutex;
+
+static CKPT_DIR: Mutex<Option<PathBuf>> = Mutex::new(None);
+
+/// The checkpoint directory the last restart asked for, if any.
+pub fn ckpt_dir() -> Option<PathBuf> {
+    CKPT_DIR.lock().unwrap_or_else(|e| e.into_inner()).clone()
+}
+
+/// Read and close the settings fd (if any), remember the checkpoint directory, and pause for a
+/// debugger when asked.
+pub fn apply(settings_fd: i64) {
+    let mut pause = std::env::var_os("DMTCP_RESTART_PAUSE2").is_some_and(|v| !v.is_empty() && v != "0");
+    if settings_fd >= 0 {
+        // SAFETY: dmtcp_restart opened this fd for us and nothing else uses it; File closes it.
+        let mut f = unsafe { std::fs::File::from_raw_fd(settings_fd as i32) };
+        let mut text = String::new();
+        // From the start: dmtcp_restart's writes left the shared offset at the end.
+        let _ = f.seek(std::io::SeekFrom::Start(0)).and_then(|_| f.read_to_string(&mut text));
+        for (key, value) in text.lines().filter_map(|l| l.split_once('=')) {
+            match key {
+                "ckptdir" => *CKPT_DIR.lock().unwrap_or_else(|e| e.into_inner()) = Some(PathBuf::from(value)),
+                "pause" => pause |= value != "0",
+                _ => {}
+            }
+        }
+    }
+    if pause {
+        wait_for_debugger();
+    }
+}
+
+/// Every thread of the program is restored and waits; tell the user how to attach and wait until
+/// a debugger has. Attaching stops every thread of this process (this one too, so it cannot watch
+/// for the debugger itself: a batch gdb may come and go between two looks). A watcher process
+/// does the watching and writes to a pipe once /proc/<pid>/status shows a tracer; this thread
+/// reads that pipe, and so continues as soon as the debugger lets the process run.
+fn wait_for_debugger() {
+    let pid = std::process::id();
+    let exe = std::fs::read_link("/proc/self/exe").map(|p| p.display().to_string()).unwrap_or_default();
+    eprintln!("[dmtcp] restarted process {pid} is paused for a debugger: gdb {exe} {pid} (it resumes once a debugger is attached)");
+    let status_path = format!("/proc/{pid}/status\0");
+    let mut fds = [0i32; 2];
+    // SAFETY: pipe2 writes two fds into `fds`.
+    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+        return;
+    }
+    let (rd, wr) = (fds[0], fds[1]);
+    // A raw clone with no exit signal: glibc's fork would run fork handlers and take locks that a
+    // parked application thread may hold, and the application must never see our SIGCHLD.
+    // SAFETY: a fork-like clone (no shared memory); the child runs only `watch`, which makes raw
+    // system calls on its own copy of the stack and never returns.
+    match unsafe { syscalls::syscall5(syscalls::Sysno::clone, 0, 0, 0, 0, 0) } {
+        Ok(0) => watch(status_path.as_bytes(), wr),
+        Ok(child) => {
+            // SAFETY: closing our copy of the write end, then a blocking one-byte read on our pipe.
+            unsafe {
+                libc::close(wr);
+                let mut byte = 0u8;
+                while libc::read(rd, (&mut byte as *mut u8).cast(), 1) < 0 && *libc::__errno_location() == libc::EINTR {}
+                libc::close(rd);
+            }
+            // SAFETY: reaping our own exit-signal-less child (hence __WALL).
+            let _ = unsafe { syscalls::syscall4(syscalls::Sysno::wait4, child, 0, libc::__WALL as usize, 0) };
+        }
+        Err(_) => {
+            // SAFETY: closing our own pipe.
+            unsafe {
+                libc::close(rd);
+                libc::close(wr);
+            }
+        }
+    }
+}
+
+/// In the watcher: poll the parent's status every 5 ms until it has a tracer, then tell it.
+/// Raw system calls only (this is a copy of a process whose other threads may hold locks).
+fn watch(status_path: &[u8], wr: i32) -> ! {
+    use syscalls::{syscall1, syscall2, syscall3, syscall4, Sysno};
+    let mut buf = [0u8; 4096];
+    let pause = libc::timespec { tv_sec: 0, tv_nsec: 5_000_000 };
+    loop {
+        // SAFETY: a NUL-terminated path; reads into our stack buffer; closes our own fd.
+        let n = unsafe {
+            match syscall4(Sysno::openat, libc::AT_FDCWD as usize, status_path.as_ptr() as usize, libc::O_RDONLY as usize, 0) {
+                Ok(fd) => {
+                    let n = syscall3(Sysno::read, fd, buf.as_mut_ptr() as usize, buf.len()).unwrap_or(0);
+                    let _ = syscall1(Sysno::close, fd);
+                    n
+                }
+                Err(_) => 0, // the process is gone
+            }
+        };
+        let traced = buf[..n].split(|&c| c == b'\n').any(|l| l.starts_with(b"TracerPid:") && l[10..].iter().any(|c| (b'1'..=b'9').contains(c)));
+        if n == 0 || traced {
+            // SAFETY: one byte from our stack to the pipe.
+            let _ = unsafe { syscall3(Sysno::write, wr as usize, b"x".as_ptr() as usize, 1) };
+            dmtcp_arch::sys::exit_group(0);
+        }
+        // SAFETY: a valid timespec.
+        let _ = unsafe { syscall2(Sysno::nanosleep, &pause as *const libc::timespec as usize, 0) };
+    }
+}
