@@ -22,7 +22,8 @@ apt-get install -y -q --no-install-recommends \
   gcc-i686-linux-gnu gcc-arm-linux-gnueabihf gcc-aarch64-linux-gnu libc6-dev-i386-cross \
   libc6-dev-armhf-cross libc6-dev-arm64-cross libc6-i386 lib32gcc-s1 </dev/null
 # The machine may carry qemu-utils from backports, which blocks Debian 12's own qemu packages.
-apt-get install -y -q --no-install-recommends -t bookworm-backports qemu-user-static </dev/null
+# qemu-system-* and cpio are for the real-kernel tier (ci/qemu-system.sh).
+apt-get install -y -q --no-install-recommends -t bookworm-backports qemu-user-static qemu-system-arm qemu-system-x86 cpio </dev/null
 
 # PID 1 is not systemd here: mount binfmt_misc and register the handlers by hand.
 mountpoint -q /proc/sys/fs/binfmt_misc || mount -t binfmt_misc binfmt_misc /proc/sys/fs/binfmt_misc

@@ -31,6 +31,12 @@ else
   printf '\n==> other CPUs skipped: run ci/setup-cross.sh (as root) to install their toolchains and qemu-user\n'
 fi
 
-if [ "$(command -v qemu-system-aarch64 qemu-system-arm qemu-system-x86_64 aarch64-linux-gnu-gcc arm-linux-gnueabihf-gcc | wc -l)" = 5 ]; then step "qemu-system tier (real Debian kernels under TCG)"; ci/qemu-system.sh; else printf '\n==> qemu-system tier skipped: needs qemu-system-arm, qemu-system-x86 (bookworm-backports) and the cross gcc; run ci/setup-cross.sh and then ci/qemu-system.sh once as root\n'; fi
+# The real-kernel tier: Debian kernels under qemu-system (TCG), where its packages are installed.
+if [ "$(command -v qemu-system-aarch64 qemu-system-arm qemu-system-x86_64 aarch64-linux-gnu-gcc arm-linux-gnueabihf-gcc | wc -l)" = 5 ]; then
+  step "qemu-system tier (real Debian kernels under TCG)"
+  ci/qemu-system.sh
+else
+  printf '\n==> qemu-system tier skipped: needs qemu-system-arm, qemu-system-x86 (bookworm-backports) and the cross gcc; run ci/setup-cross.sh as root\n'
+fi
 
 printf '\nci/test.sh: all checks passed\n'

@@ -17,7 +17,7 @@ set -u
 # While XKERNEL_XFAIL=1 that refusal makes the cross-kernel case an XFAIL, not a FAIL; this is
 # the one place that knows the text: set XKERNEL_XFAIL=0 to make the case a hard requirement.
 VDSO_REFUSAL='vdso differs from .*restart on the same kernel build'
-XKERNEL_XFAIL=1
+XKERNEL_XFAIL=0
 
 export PATH=/dmtcp:/bin:/sbin
 # Raw images: the gzip codec (zlib-rs, at opt-level 0 in debug builds) takes about 50 s per
