@@ -102,6 +102,16 @@ fn modify_env_updates_the_environment_on_restart() {
     r2.expect_exit(0);
     lines(&r2.out(), " A=new value B=- C=new value-x");
     assert_eq!(r1.out().lines().count(), r2.out().lines().count(), "both restarts continue from the same line");
+
+    // dmtcp_restart run elsewhere: its own working directory's dmtcp_env.txt wins, and `$NAME`
+    // reads dmtcp_restart's environment (DMTCP's restart-time environment).
+    let elsewhere = t.subdir("elsewhere");
+    std::fs::write(elsewhere.join("dmtcp_env.txt"), "DMTCP_TEST_A=$DMTCP_TEST_FROM_RESTART\n").expect("write dmtcp_env.txt");
+    let mut c = dmtcp(RESTART);
+    c.env("DMTCP_TEST_FROM_RESTART", "given-at-restart").arg("--coord-port").arg(coord.port.to_string()).arg(&img);
+    let mut r3 = restart_with(&elsewhere, c, "restart-elsewhere");
+    r3.expect_exit(0);
+    lines(&r3.out(), " A=given-at-restart B=kept C=-");
 }
 
 /// `--disable-all-plugins` loads neither --with-plugin libraries nor modify-env: the program's

@@ -7,11 +7,6 @@ use std::io::{Read, Write};
 
 /// DMTCP's default coordinator port.
 pub const DEFAULT_PORT: u16 = 7779;
-/// dmtcp_restart may leave the restart-time environment for the restored process at this fd:
-/// NUL-separated `NAME=VALUE` entries, `DMTCP_RESTART_CWD=<its working directory>` among them
-/// (DMTCP's protected environment fd). libdmtcp.so reads and closes it after the restart;
-/// dmtcp_get_restart_env() and the modify-env plugin use it.
-pub const RESTART_ENV_FD: i32 = 828;
 /// Frames larger than this are refused: a peer that sends one is broken or hostile.
 pub const MAX_FRAME: u32 = 16 << 20;
 

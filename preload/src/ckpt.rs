@@ -40,8 +40,8 @@ pub static GENERATION: AtomicU32 = AtomicU32::new(0);
 pub static LAST_IMAGE: AtomicPtr<libc::c_char> = AtomicPtr::new(core::ptr::null_mut());
 /// dmtcp_set_ckpt_dir(): the directory of the next images (a leaked C string, or null).
 pub static CKPT_DIR_OVERRIDE: AtomicPtr<libc::c_char> = AtomicPtr::new(core::ptr::null_mut());
-/// The restart-time environment (NUL-separated NAME=VALUE), read after a restart from the fd
-/// dmtcp_restart leaves (protocol::RESTART_ENV_FD); a leaked buffer, or null.
+/// The restart-time environment (NUL-separated NAME=VALUE, with DMTCP_RESTART_CWD=<dmtcp_restart's
+/// working directory>), from dmtcp_restart's settings (restart_settings.rs); a leaked buffer, or null.
 pub static RESTART_ENV: AtomicPtr<u8> = AtomicPtr::new(core::ptr::null_mut());
 pub static RESTART_ENV_LEN: AtomicUsize = AtomicUsize::new(0);
 
@@ -376,30 +376,10 @@ fn after_restart(stream: &mut TcpStream) {
         warn(&format!("coordinator handshake after restart failed: {e}"));
     }
     NUM_RESTARTS.fetch_add(1, AcqRel);
-    read_restart_env();
     crate::restart_settings::apply(info.settings_fd);
     plugin::deliver(plugin::EVENT_RESTART, 1);
     threads::release_restored();
     open_gate();
     notify_waiters();
     plugin::deliver(plugin::EVENT_RUNNING, 1);
-}
-
-/// Take the restart-time environment dmtcp_restart left at RESTART_ENV_FD (if it did), and
-/// close that fd so the application never sees it.
-fn read_restart_env() {
-    use std::io::Read;
-    let fd = protocol::RESTART_ENV_FD;
-    // SAFETY: F_GETFD only queries whether the fd is open.
-    if unsafe { libc::fcntl(fd, libc::F_GETFD) } < 0 {
-        return;
-    }
-    // SAFETY: the fd is open and ours to consume (dmtcp_restart put it there for us).
-    let mut f = unsafe { std::fs::File::from_raw_fd(fd) };
-    let mut buf = Vec::new();
-    if f.read_to_end(&mut buf).is_ok() && !buf.is_empty() {
-        let leaked = buf.leak();
-        RESTART_ENV_LEN.store(leaked.len(), Release);
-        RESTART_ENV.store(leaked.as_mut_ptr(), Release);
-    }
 }

@@ -1,5 +1,8 @@
 //! What dmtcp_restart asks of the process it restarts, read once after each restart from the fd
-//! the loader reports in `RestartInfo::settings_fd` ("key=value" lines):
+//! the loader reports in `RestartInfo::settings_fd`: "key=value" lines, then a line `environ`
+//! followed by dmtcp_restart's environment (NUL-separated NAME=VALUE, DMTCP_RESTART_CWD=<its
+//! working directory> among them), which the API and plugins read (dmtcp_get_restart_env).
+//! The keys:
 //! - `ckptdir=DIR`: `dmtcp_restart --ckptdir`: where the next checkpoints go;
 //! - `pause=1`: `--debug-restart-pause N`, DMTCP_GDB_ATTACH_ON_RESTART or DMTCP_RESTART_PAUSE:
 //!   wait until a debugger attaches. DMTCP_RESTART_PAUSE2 in the program's own (launch-time)
@@ -7,6 +10,7 @@
 //!
 //! Runs on the checkpoint thread after a restart, while the application's threads still wait.
 
+use core::sync::atomic::Ordering::Release;
 use std::io::{Read, Seek};
 use std::os::fd::FromRawFd;
 use std::path::PathBuf;
@@ -26,10 +30,16 @@ pub fn apply(settings_fd: i64) {
     if settings_fd >= 0 {
         // SAFETY: dmtcp_restart opened this fd for us and nothing else uses it; File closes it.
         let mut f = unsafe { std::fs::File::from_raw_fd(settings_fd as i32) };
-        let mut text = String::new();
+        let mut bytes = Vec::new();
         // From the start: dmtcp_restart's writes left the shared offset at the end.
-        let _ = f.seek(std::io::SeekFrom::Start(0)).and_then(|_| f.read_to_string(&mut text));
-        for (key, value) in text.lines().filter_map(|l| l.split_once('=')) {
+        let _ = f.seek(std::io::SeekFrom::Start(0)).and_then(|_| f.read_to_end(&mut bytes));
+        let (settings, environ) = split_environ(&bytes);
+        if !environ.is_empty() {
+            let leaked = environ.to_vec().leak();
+            crate::ckpt::RESTART_ENV_LEN.store(leaked.len(), Release);
+            crate::ckpt::RESTART_ENV.store(leaked.as_mut_ptr(), Release);
+        }
+        for (key, value) in String::from_utf8_lossy(settings).lines().filter_map(|l| l.split_once('=')) {
             match key {
                 "ckptdir" => *CKPT_DIR.lock().unwrap_or_else(|e| e.into_inner()) = Some(PathBuf::from(value)),
                 "pause" => pause |= value != "0",
@@ -40,6 +50,22 @@ pub fn apply(settings_fd: i64) {
     if pause {
         wait_for_debugger();
     }
+}
+
+/// The settings lines, and what follows the `environ` line.
+fn split_environ(bytes: &[u8]) -> (&[u8], &[u8]) {
+    let marker = b"environ\n";
+    let mut at = 0;
+    while at + marker.len() <= bytes.len() {
+        if bytes[at..].starts_with(marker) {
+            return (&bytes[..at], &bytes[at + marker.len()..]);
+        }
+        match bytes[at..].iter().position(|&c| c == b'\n') {
+            Some(nl) => at += nl + 1,
+            None => break,
+        }
+    }
+    (bytes, &[])
 }
 
 /// Every thread of the program is restored and waits; tell the user how to attach and wait until
@@ -111,5 +137,18 @@ fn watch(status_path: &[u8], wr: i32) -> ! {
         }
         // SAFETY: a valid timespec.
         let _ = unsafe { syscall2(Sysno::nanosleep, &pause as *const libc::timespec as usize, 0) };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::split_environ;
+
+    #[test]
+    fn settings_and_environ_split() {
+        let (s, e) = split_environ(b"ckptdir=/x\npause=1\nenviron\nA=1\0B=environ\n\0");
+        assert_eq!((s, e), (&b"ckptdir=/x\npause=1\n"[..], &b"A=1\0B=environ\n\0"[..]));
+        assert_eq!(split_environ(b"ckptdir=/environ\n"), (&b"ckptdir=/environ\n"[..], &b""[..]));
+        assert_eq!(split_environ(b"environ\nX=1\0"), (&b""[..], &b"X=1\0"[..]));
     }
 }

@@ -262,30 +262,43 @@ fn hostname() -> String {
 }
 
 /// The settings libdmtcp reads in the restarted process (see preload/src/restart_settings.rs),
-/// in a memfd: "key=value" lines.
-fn settings_fd(args: &Args, top: RawFd) -> Option<RawFd> {
-    let mut text = String::new();
+/// in a memfd: "key=value" lines, then `environ` and this command's environment (NUL-separated,
+/// with DMTCP_RESTART_CWD) for dmtcp_get_restart_env() and the modify-env plugin.
+fn settings_fd(args: &Args, top: RawFd) -> RawFd {
+    use std::os::unix::ffi::OsStrExt;
+    let mut text: Vec<u8> = Vec::new();
     if let Some(dir) = &args.ckptdir {
         let dir = if dir.is_absolute() { dir.clone() } else { std::env::current_dir().map(|c| c.join(dir)).unwrap_or_else(|_| dir.clone()) };
         if let Err(e) = std::fs::create_dir_all(&dir) {
             die(PROG, format!("cannot create the checkpoint directory {}: {e}", dir.display()));
         }
-        text.push_str(&format!("ckptdir={}\n", dir.display()));
+        text.extend_from_slice(b"ckptdir=");
+        text.extend_from_slice(dir.as_os_str().as_bytes());
+        text.push(b'\n');
     }
     let env_set = |k: &str| std::env::var_os(k).is_some_and(|v| !v.is_empty() && v != "0");
     if args.debug_restart_pause.is_some_and(|n| n > 0) || env_set("DMTCP_GDB_ATTACH_ON_RESTART") || env_set("DMTCP_RESTART_PAUSE") {
-        text.push_str("pause=1\n");
+        text.extend_from_slice(b"pause=1\n");
     }
-    if text.is_empty() {
-        return None;
+    text.extend_from_slice(b"environ\n");
+    for (k, v) in std::env::vars_os() {
+        text.extend_from_slice(k.as_bytes());
+        text.push(b'=');
+        text.extend_from_slice(v.as_bytes());
+        text.push(0);
+    }
+    if let Ok(cwd) = std::env::current_dir() {
+        text.extend_from_slice(b"DMTCP_RESTART_CWD=");
+        text.extend_from_slice(cwd.as_os_str().as_bytes());
+        text.push(0);
     }
     let fd = nix::sys::memfd::memfd_create(c"dmtcp-restart-settings", nix::sys::memfd::MFdFlags::MFD_CLOEXEC)
         .unwrap_or_else(|e| die(PROG, format!("cannot create the restart settings: {e}")));
     let mut file = std::fs::File::from(fd);
-    if let Err(e) = std::io::Write::write_all(&mut file, text.as_bytes()) {
+    if let Err(e) = std::io::Write::write_all(&mut file, &text) {
         die(PROG, format!("cannot write the restart settings: {e}"));
     }
-    Some(dup_at_least(file.into_raw_fd(), top, false))
+    dup_at_least(file.into_raw_fd(), top, false)
 }
 
 /// The program's file, to become /proc/self/exe of the restarted process (so that debuggers find
@@ -321,7 +334,7 @@ fn restart_one(args: &Args, addr: &coord_client::CoordAddr, img: Prepared) -> ! 
         dup_to(coord_fd, meta.coord_fd);
         keep.push(meta.coord_fd);
     }
-    keep.extend([Some(image_fd), settings, exe].into_iter().flatten());
+    keep.extend([Some(image_fd), Some(settings), exe].into_iter().flatten());
     close_others(&keep);
 
     let mut loader_cmd = std::process::Command::new(&loader);
@@ -333,9 +346,7 @@ fn restart_one(args: &Args, addr: &coord_client::CoordAddr, img: Prepared) -> ! 
     if let Some(fd) = exe {
         loader_cmd.arg(format!("exe-fd={fd}"));
     }
-    if let Some(fd) = settings {
-        loader_cmd.arg(format!("settings-fd={fd}"));
-    }
+    loader_cmd.arg(format!("settings-fd={settings}"));
     let err = loader_cmd.exec();
     die(PROG, format!("cannot execute {}: {err}", loader.display()))
 }
