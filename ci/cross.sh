@@ -16,7 +16,8 @@ E2E=(--test e2e_roundtrip --test e2e_threads --test e2e_files --test e2e_lifecyc
 
 run_target() {
   local target=$1 cc=$2 prefix=${3:-}
-  printf '\n==> %s: build\n' "$target"
+  printf '\n==> %s: clippy and build\n' "$target"
+  cargo clippy --workspace --all-targets --target "$target" -- -D warnings
   cargo build --workspace --target "$target"
   printf '\n==> %s: unit tests (arch, engine, layout)\n' "$target"
   CC=$cc cargo test --target "$target" -p dmtcp-arch -p dmtcp-layout -p dmtcp-engine

@@ -69,6 +69,7 @@ pub fn to_json(path: &str, info: &ImageInfo) -> Value {
         "libc": m.libc_version,
         "hwcap": format!("{:#x}", h.hwcap),
         "hwcap2": format!("{:#x}", h.hwcap2),
+        "hwcap3": format!("{:#x}", h.hwcap3),
         "program": m.prog,
         "argv": m.argv,
         "exe": m.exe,

@@ -364,3 +364,25 @@ fn missing_cpu_feature_is_refused_unless_not_strict() {
     assert_eq!(r.wait_code(), 0, "restart with --no-strict-checking\n{}", r.err());
     assert!(r.out().lines().count() > 3, "the restarted program printed nothing:\n{}", r.out());
 }
+
+/// x86: an image from a CPU whose kernel enabled less XSAVE state (XCR0) than this one is
+/// refused: ld.so sized its XSAVE buffers for the old state. --no-strict-checking overrides.
+#[cfg(any(target_arch = "x86_64", target_arch = "x86"))]
+#[test]
+fn larger_xsave_state_is_refused_unless_not_strict() {
+    let t = TempDir::new("xcr0");
+    let imgs = images_once();
+    let coord = Coord::start();
+    let img = edited_image(&t.path, &imgs.raw, |b| {
+        let mut h = dmtcp_layout::FileHeader::decode(b).expect("header");
+        assert!(h.hwcap3 >> 32 > 3, "this host enables AVX state at least: XCR0 {:#x}", h.hwcap3 >> 32);
+        h.hwcap3 = (3 << 32) | (h.hwcap3 & 0xffff_ffff); // x87 and SSE state only
+        let mut hb = [0u8; dmtcp_layout::HEADER_SIZE];
+        h.encode(&mut hb);
+        b[..dmtcp_layout::HEADER_SIZE].copy_from_slice(&hb);
+    });
+    let line = expect_fail(&t, "restart on a CPU with more XSAVE state", restart_cmd(coord.port, &img), 99);
+    assert!(line.contains("XCR0") && line.contains("--no-strict-checking"), "{line}");
+    let mut r = restart(&t.path, Some(coord.port), &["--no-strict-checking"], &img, "not-strict");
+    assert_eq!(r.wait_code(), 0, "restart with --no-strict-checking\n{}", r.err());
+}

@@ -10,7 +10,7 @@ use dmtcp_layout::Cpu;
 use syscalls::Errno;
 
 /// CPU features: `None` means the kernel's AT_HWCAP/AT_HWCAP2 describe them.
-pub fn cpu_features() -> Option<(u64, u64)> {
+pub fn cpu_features() -> Option<[u64; 3]> {
     None
 }
 

@@ -337,7 +337,7 @@ pub unsafe extern "C" fn dmtcp_get_restart_env(name: *const c_char, value: *mut 
     }
     // SAFETY: `value` is writable for maxlen > val.len() bytes.
     unsafe {
-        core::ptr::copy_nonoverlapping(val.as_ptr(), value as *mut u8, val.len());
+        core::ptr::copy_nonoverlapping(val.as_ptr(), value.cast::<u8>(), val.len());
         *value.add(val.len()) = 0;
     }
     RESTART_ENV_SUCCESS

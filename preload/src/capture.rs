@@ -46,9 +46,9 @@ fn mm_fields() -> MmFields {
 }
 
 /// The CPU features recorded in the image (and compared at restart).
-pub fn host_cpu_features() -> (u64, u64) {
+pub fn host_cpu_features() -> [u64; 3] {
     // SAFETY: getauxval reads the saved auxiliary vector.
-    dmtcp_arch::cpu_features().unwrap_or_else(|| unsafe { (libc::getauxval(libc::AT_HWCAP) as u64, libc::getauxval(libc::AT_HWCAP2) as u64) })
+    dmtcp_arch::cpu_features().unwrap_or_else(|| unsafe { [libc::getauxval(libc::AT_HWCAP) as u64, libc::getauxval(libc::AT_HWCAP2) as u64, 0] })
 }
 
 fn kernel_release() -> [u8; 65] {
@@ -58,7 +58,7 @@ fn kernel_release() -> [u8; 65] {
     // SAFETY: valid pointer.
     if unsafe { libc::uname(&mut u) } == 0 {
         for (o, c) in out.iter_mut().zip(u.release.iter()) {
-            *o = *c as u8;
+            *o = c.to_ne_bytes()[0]; // c_char is i8 on x86, u8 on ARM
         }
         out[64] = 0;
     }
@@ -146,7 +146,7 @@ pub fn write_checkpoint(generation: u64, dir_override: Option<&str>) -> Result<S
     header.restart_info_addr = ckpt::RESTART_INFO.0.get() as u64;
     header.mm = mm_fields();
     header.ckpt_signal = cfg.ckpt_signal as u32;
-    (header.hwcap, header.hwcap2) = host_cpu_features();
+    [header.hwcap, header.hwcap2, header.hwcap3] = host_cpu_features();
     header.kernel_release = kernel_release();
     if let Ok(auxv) = std::fs::read("/proc/self/auxv") {
         if auxv.len() <= AUXV_MAX {

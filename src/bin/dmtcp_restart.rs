@@ -66,9 +66,9 @@ fn page_size() -> u32 {
 }
 
 /// The features this host offers, measured the way libdmtcp.so records them.
-fn host_cpu_features() -> (u64, u64) {
+fn host_cpu_features() -> [u64; 3] {
     // SAFETY: getauxval reads the saved auxiliary vector.
-    dmtcp_arch::cpu_features().unwrap_or_else(|| unsafe { (libc::getauxval(libc::AT_HWCAP) as u64, libc::getauxval(libc::AT_HWCAP2) as u64) })
+    dmtcp_arch::cpu_features().unwrap_or_else(|| unsafe { [libc::getauxval(libc::AT_HWCAP) as u64, libc::getauxval(libc::AT_HWCAP2) as u64, 0] })
 }
 
 /// Refuse what the loader could only fail on after the point of no return.
@@ -81,14 +81,28 @@ fn check_compatible(path: &Path, info: &ImageInfo, strict: bool) {
     if let Err(e) = locate::support_dir_for(cpu) {
         die(PROG, format!("{}: image is for {}: {e}", path.display(), cpu.name()));
     }
-    let (have1, have2) = host_cpu_features();
-    let (missing1, missing2) = (h.hwcap & !have1, h.hwcap2 & !have2);
-    if strict && (missing1 | missing2) != 0 {
+    let [have1, have2, have3] = host_cpu_features();
+    // The low half of hwcap3 lists XSAVE instructions (needed if recorded); the high half is XCR0,
+    // which sizes the buffers ld.so reserved for XSAVE: it must not grow.
+    let (missing1, missing2, missing3) = (h.hwcap & !have1, h.hwcap2 & !have2, h.hwcap3 & 0xffff_ffff & !have3);
+    let xcr0_grew = h.hwcap3 != 0 && (have3 >> 32) & !(h.hwcap3 >> 32) != 0;
+    if strict && (missing1 | missing2 | missing3) != 0 {
         die(
             PROG,
             format!(
-                "{}: the image was taken on a CPU with features this one lacks (missing bits {missing1:#x}/{missing2:#x}); --no-strict-checking restarts anyway",
+                "{}: the image was taken on a CPU with features this one lacks (missing bits {missing1:#x}/{missing2:#x}/{missing3:#x}); --no-strict-checking restarts anyway",
                 path.display()
+            ),
+        );
+    }
+    if strict && xcr0_grew {
+        die(
+            PROG,
+            format!(
+                "{}: this CPU saves more register state (XCR0 {:#x}) than the one the image was taken on ({:#x}); --no-strict-checking restarts anyway",
+                path.display(),
+                have3 >> 32,
+                h.hwcap3 >> 32
             ),
         );
     }

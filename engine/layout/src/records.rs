@@ -155,6 +155,8 @@ pub struct FileHeader {
     /// back to the kernel, so that debuggers find the program's entry point and headers again.
     pub auxv_len: u32,
     pub auxv: [u8; AUXV_MAX],
+    /// Since 1.1, x86 only: XCR0 (high half) and CPUID leaf 0xD sub-leaf 1 EAX (low half).
+    pub hwcap3: u64,
 }
 
 impl FileHeader {
@@ -191,6 +193,7 @@ impl FileHeader {
             kernel_release: [0; 65],
             auxv_len: 0,
             auxv: [0; AUXV_MAX],
+            hwcap3: 0,
         }
     }
 
@@ -239,6 +242,7 @@ impl FileHeader {
         p.bytes(&[0; 7]);
         p.u32(self.auxv_len);
         p.bytes(&self.auxv);
+        p.u64(self.hwcap3);
         let crc = crate::crc32(&out[..HEADER_SIZE - 4]);
         out[HEADER_SIZE - 4..].copy_from_slice(&crc.to_le_bytes());
     }
@@ -302,6 +306,7 @@ impl FileHeader {
         g.take::<7>();
         let auxv_len = g.u32();
         let auxv = g.take::<AUXV_MAX>();
+        let hwcap3 = g.u64();
         let h = FileHeader {
             major,
             minor,
@@ -334,6 +339,7 @@ impl FileHeader {
             kernel_release,
             auxv_len,
             auxv,
+            hwcap3,
         };
         h.check()?;
         Ok(h)
@@ -649,6 +655,7 @@ mod tests {
         h.kernel_release[..4].copy_from_slice(b"6.18");
         h.auxv_len = 5;
         h.auxv[..5].copy_from_slice(b"\x21\0\0\0\x07");
+        h.hwcap3 = 0x2e7_0000_000f;
         h
     }
 
