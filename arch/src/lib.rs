@@ -9,6 +9,8 @@
 
 pub mod sys;
 pub mod vdso;
+#[cfg(any(target_arch = "x86", target_arch = "x86_64"))]
+mod x86_features;
 
 cfg_if::cfg_if! {
     if #[cfg(target_arch = "x86_64")] {
