@@ -207,8 +207,7 @@ pub extern "C" fn dmtcp_get_ckpt_signal() -> c_int {
 /// DMTCP's unique process id of this process, `<hostid>-<pid>-<time>`.
 #[unsafe(no_mangle)]
 pub extern "C" fn dmtcp_get_uniquepid_str() -> *const c_char {
-    static S: OnceLock<usize> = OnceLock::new();
-    once(&S, || config::get().unique_pid.clone())
+    config::unique_pid_cstr()
 }
 
 /// The directory for temporary files (DMTCP_TMPDIR).
@@ -300,9 +299,9 @@ pub extern "C" fn dmtcp_get_ckpt_filename() -> *const c_char {
     // SAFETY: dmtcp_get_ckpt_dir returns a leaked NUL-terminated string.
     let dir = unsafe { CStr::from_ptr(dmtcp_get_ckpt_dir()) }.to_string_lossy().into_owned();
     let name = if cfg.unique_filenames {
-        format!("{dir}/ckpt_{}_{}_{:05}.dmtcp", cfg.prog, cfg.unique_pid, dmtcp_get_generation() + 1)
+        format!("{dir}/ckpt_{}_{}_{:05}.dmtcp", cfg.prog, config::unique_pid(), dmtcp_get_generation() + 1)
     } else {
-        format!("{dir}/ckpt_{}_{}.dmtcp", cfg.prog, cfg.unique_pid)
+        format!("{dir}/ckpt_{}_{}.dmtcp", cfg.prog, config::unique_pid())
     };
     let p = leak(name);
     // Racing callers each leak one string; one wins, which is harmless.

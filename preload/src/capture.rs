@@ -74,9 +74,9 @@ fn image_path(generation: u64, dir_override: Option<&str>) -> PathBuf {
     let cfg = config::get();
     let dir = dir_override.map(PathBuf::from).or_else(crate::restart_settings::ckpt_dir).unwrap_or_else(|| cfg.ckpt_dir.clone());
     let name = if cfg.unique_filenames {
-        format!("ckpt_{}_{}_{:05}.dmtcp", cfg.prog, cfg.unique_pid, generation)
+        format!("ckpt_{}_{}_{:05}.dmtcp", cfg.prog, config::unique_pid(), generation)
     } else {
-        format!("ckpt_{}_{}.dmtcp", cfg.prog, cfg.unique_pid)
+        format!("ckpt_{}_{}.dmtcp", cfg.prog, config::unique_pid())
     };
     dir.join(name)
 }
@@ -110,7 +110,7 @@ fn process_meta(generation: u64, ckpt_dir: &std::path::Path, fd_table: Vec<dmtcp
         .unwrap_or_default();
     let kr = kernel_release();
     ProcessMeta {
-        unique_pid: cfg.unique_pid.clone(),
+        unique_pid: config::unique_pid(),
         prog: cfg.prog.clone(),
         argv,
         pid: std::process::id(),

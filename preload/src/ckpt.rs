@@ -202,6 +202,21 @@ pub fn start() {
     }
 }
 
+/// In the child of a fork (from the atfork handler, before fork() returns): the parent's
+/// coordinator connection and checkpoint thread are the parent's. The child closes its copy of
+/// the socket, takes a unique pid of its own and joins the computation as a new process, so that
+/// it is checkpointed together with its parent (DMTCP follows fork the same way).
+pub fn after_fork_child() {
+    let fd = COORD_FD.swap(-1, AcqRel);
+    if fd < 0 {
+        return; // the parent was not under a coordinator
+    }
+    // SAFETY: our copy of the parent's coordinator socket; nothing in the child uses it.
+    unsafe { libc::close(fd) };
+    config::renew_unique_pid();
+    start();
+}
+
 fn connect() -> std::io::Result<TcpStream> {
     let cfg = config::get();
     let s = TcpStream::connect((cfg.coord_host.as_str(), cfg.coord_port))?;
@@ -221,7 +236,7 @@ fn hello(stream: &mut TcpStream, restarted: bool) -> Result<(), protocol::Protoc
     protocol::send(
         stream,
         &ToCoord::Hello {
-            unique_pid: cfg.unique_pid.clone(),
+            unique_pid: config::unique_pid(),
             pid: std::process::id(),
             prog: cfg.prog.clone(),
             hostname: config::nix_hostname(),

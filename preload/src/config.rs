@@ -1,6 +1,7 @@
 //! Settings libdmtcp.so reads once at start-up from the environment dmtcp_launch prepared
 //! (DMTCP's variable names, so scripts that set them keep working).
 
+use core::sync::atomic::{AtomicPtr, Ordering::*};
 use std::path::PathBuf;
 use std::sync::OnceLock;
 
@@ -30,6 +31,46 @@ static CONFIG: OnceLock<Config> = OnceLock::new();
 
 pub fn get() -> &'static Config {
     CONFIG.get_or_init(from_env)
+}
+
+/// This process's unique pid, as text and as a C string (for dmtcp_get_uniquepid_str).
+struct UniquePid {
+    text: String,
+    c: std::ffi::CString,
+}
+
+/// A leaked UniquePid: set once at start-up and again in every forked child. Atomic, not a
+/// lock: the child of a fork must not wait for a lock another thread of its parent held.
+static UNIQUE_PID: AtomicPtr<UniquePid> = AtomicPtr::new(core::ptr::null_mut());
+
+fn current_unique_pid() -> &'static UniquePid {
+    let mut p = UNIQUE_PID.load(Acquire);
+    if p.is_null() {
+        set_unique_pid(get().unique_pid.clone());
+        p = UNIQUE_PID.load(Acquire);
+    }
+    // SAFETY: a leaked UniquePid, never freed.
+    unsafe { &*p }
+}
+
+fn set_unique_pid(text: String) {
+    let c = std::ffi::CString::new(text.clone()).unwrap_or_default();
+    UNIQUE_PID.store(Box::leak(Box::new(UniquePid { text, c })), Release);
+}
+
+/// This process's DMTCP unique pid: the launch-time one, or the one it got when it was forked.
+pub fn unique_pid() -> String {
+    current_unique_pid().text.clone()
+}
+
+pub fn unique_pid_cstr() -> *const libc::c_char {
+    current_unique_pid().c.as_ptr()
+}
+
+/// In a forked child: a unique pid of its own, as DMTCP gives every process of a computation.
+pub fn renew_unique_pid() {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    set_unique_pid(format!("{:x}-{}-{:x}", host_id(&nix_hostname()), std::process::id(), now));
 }
 
 fn env(name: &str) -> Option<String> {

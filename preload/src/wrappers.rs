@@ -57,6 +57,7 @@ extern "C" fn after_fork_parent() {
 extern "C" fn after_fork_child() {
     crate::ALLOC.unlock_after_fork();
     crate::threads::reset_registry(dmtcp_arch::sys::gettid());
+    crate::ckpt::after_fork_child();
 }
 
 unsafe extern "C" fn on_thread_exit(_value: *mut libc::c_void) {

@@ -1,0 +1,43 @@
+//! A program that forks: the child joins the computation with its own unique pid, is
+//! checkpointed together with its parent, and the restart script brings both back.
+
+mod common;
+
+use common::*;
+use std::fs;
+
+const LINES: &str = "100"; // ~5 s
+
+#[test]
+fn forked_child_is_checkpointed_and_restarted_with_its_parent() {
+    let t = TempDir::new("fork");
+    let prog = fixture("forker");
+    let plain = t.subdir("plain");
+    let (exp_parent, code) = run_plain(&prog, &[LINES], &plain);
+    assert_eq!(code, 0);
+    // The child may still be writing when the parent exits.
+    let exp_child: String = (1..=100).map(|i| format!("child {i}\n")).collect();
+    let coord = Coord::start();
+    let mut run = launch(&t.path, &LaunchOpts { port: Some(coord.port), ..Default::default() }, &prog, &[LINES]);
+    run.wait_lines(5);
+    let status = coord.command(&["-s", "--json"]);
+    let json = String::from_utf8_lossy(&status.stdout).into_owned();
+    assert!(json.contains("\"num_peers\":2") || json.contains("\"num_peers\": 2"), "parent and child are both peers: {json}");
+    coord.kcheckpoint();
+    let _ = run.proc.wait();
+    let before_parent = run.out();
+    let before_child = fs::read_to_string(t.join("child.txt")).expect("child.txt");
+    let imgs = images(&t.path, "forker");
+    assert_eq!(imgs.len(), 2, "one image per process: {:?}", listing(&t.path));
+
+    let mut r = restart_with(&t.path, std::process::Command::new(restart_script(&t.path)), "restart");
+    assert_eq!(r.wait_code(), 0, "the restart script\n{}", r.err());
+    let deadline = std::time::Instant::now() + TIMEOUT;
+    while fs::read_to_string(t.join("child.txt")).unwrap_or_default() != exp_child && std::time::Instant::now() < deadline {
+        std::thread::sleep(POLL);
+    }
+    let after_child = fs::read_to_string(t.join("child.txt")).unwrap_or_default();
+    assert!(before_child.lines().count() >= 3 && after_child == exp_child, "child.txt before the kill:\n{before_child}\nat the end:\n{after_child}");
+    let parent_lines = |s: &str| s.lines().filter(|l| l.starts_with("parent ")).map(|l| format!("{l}\n")).collect::<String>();
+    assert_concat(&before_parent, &parent_lines(&r.out()), &exp_parent);
+}
