@@ -268,3 +268,26 @@ fn interval_on_coordinator() {
     let o = LaunchOpts { port: Some(coord.port), ..Default::default() };
     interval_flow(&t, &o, coord.port);
 }
+
+/// DMTCP job-script options of dmtcp_launch: `--new-coordinator --coord-port 0 --port-file F`
+/// starts a coordinator on a free port and writes it to F; `-v` says which coordinator and
+/// libraries the program gets; `--rm` is accepted with a note.
+#[test]
+fn launch_port_file_verbose_and_rm() {
+    let t = TempDir::new("port-file");
+    let prog = fixture("counter");
+    let port_file = t.join("port");
+    let pf = port_file.display().to_string();
+    let o = LaunchOpts { port: Some(0), opts: vec!["-v", "--rm", "--new-coordinator", "--port-file", &pf], ..Default::default() };
+    let mut run = launch(&t.path, &o, &prog, &[LINES]);
+    run.wait_lines(3);
+    let port: u16 = fs::read_to_string(&port_file).expect("port file").trim().parse().expect("a port number");
+    let _auto = AutoCoord { port };
+    let status = command(port, &["-s"]);
+    assert!(String::from_utf8_lossy(&status.stdout).contains("NUM_PEERS=1"), "{}", describe(&status));
+    let err = run.err();
+    assert!(err.contains(&format!("coordinator localhost:{port}")) && err.contains("libdmtcp.so"), "-v output:\n{err}");
+    assert!(err.contains("--rm"), "--rm note:\n{err}");
+    command(port, &["-k"]);
+    let _ = run.proc.wait();
+}

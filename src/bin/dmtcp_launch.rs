@@ -63,15 +63,24 @@ struct Args {
     disable_all_plugins: bool,
     /// Ask for open files' contents to be checkpointed (DMTCP_CHECKPOINT_OPEN_FILES; reported
     /// to the program and plugins, file contents are not saved yet)
-    #[arg(long = "checkpoint-open-files")]
+    #[arg(long = "ckpt-open-files", alias = "checkpoint-open-files")]
     checkpoint_open_files: bool,
     /// Allow restart to overwrite files with checkpointed copies (DMTCP_ALLOW_FILE_OVERWRITE;
     /// reported to the program and plugins)
     #[arg(long = "allow-file-overwrite")]
     allow_file_overwrite: bool,
+    /// Write the coordinator's port to this file (useful with --coord-port 0)
+    #[arg(long = "port-file", value_name = "FILE")]
+    port_file: Option<PathBuf>,
+    /// Resource-manager (SLURM, Torque) support; accepted for DMTCP job scripts, not implemented
+    #[arg(long = "rm", alias = "batch-queue")]
+    batch_queue: bool,
     /// Fewer messages
     #[arg(short = 'q', long = "quiet", action = clap::ArgAction::Count)]
     quiet: u8,
+    /// More messages: say which coordinator, image directory and libraries the program gets
+    #[arg(short = 'v', long = "verbose")]
+    verbose: bool,
     /// The program and its arguments
     #[arg(required = true, trailing_var_arg = true, value_name = "PROGRAM [ARGS]")]
     command: Vec<String>,
@@ -160,8 +169,19 @@ fn main() {
     let mut cmd = std::process::Command::new(prog);
     cmd.args(&args.command[1..]);
     let addr = coord_client::coord_addr(args.coord_host.as_deref(), args.coord_port);
+    if args.batch_queue && args.quiet == 0 {
+        eprintln!("{PROG}: note: --rm (resource-manager support) is not implemented; the program runs without it");
+    }
     if mode != CoordMode::None {
         let addr = coord_client::ensure_coordinator(&addr, mode, interval, ckpt_dir.as_deref()).unwrap_or_else(|e| die(PROG, e));
+        if let Some(f) = &args.port_file {
+            if let Err(e) = std::fs::write(f, format!("{}\n", addr.port)) {
+                die(PROG, format!("cannot write the port file {}: {e}", f.display()));
+            }
+        }
+        if args.verbose {
+            eprintln!("{PROG}: coordinator {}:{}", addr.host, addr.port);
+        }
         cmd.env("DMTCP_COORD_HOST", &addr.host).env("DMTCP_COORD_PORT", addr.port.to_string());
     } else {
         cmd.env("DMTCP_COORD_PORT", "0");
@@ -203,6 +223,10 @@ fn main() {
     // libdmtcp.so first, then the plugins: a plugin's wrappers then sit between libdmtcp.so's
     // and libc's definitions, and find the next one with dlsym(RTLD_NEXT).
     let mut preload = std::iter::once(lib.clone()).chain(plugin_libs(&args, &lib)).collect::<Vec<_>>().join(":");
+    if args.verbose {
+        let dir = ckpt_dir.clone().or_else(|| std::env::current_dir().ok()).unwrap_or_default();
+        eprintln!("{PROG}: images go to {}; preloading {preload}", dir.display());
+    }
     if let Ok(old) = std::env::var("LD_PRELOAD") {
         if !old.is_empty() {
             preload = format!("{preload}:{old}");
