@@ -292,39 +292,42 @@ esac
         s.push_str("echo \"$0: this checkpoint wrote no images\" >&2\nexit 99\n");
         return s;
     }
-    if total == 1 && is_local(&spec.images[0].host) {
-        // One process: exec, so its exit code is the script's.
-        let (dir, base) = split_image(&spec.images[0].path);
-        s.push_str(&format!("# Host: {}\n", spec.images[0].host));
-        s.push_str(&format!(
-            "exec \"$dmt_restart\" --coord-host \"$coord_host\" --coord-port \"$coord_port\" \"$@\" \"$(img {} {})\"\n",
-            sh_quote(&dir),
-            sh_quote(&base)
-        ));
+    // One dmtcp_restart per host with all of that host's images, as DMTCP does: it recreates the
+    // parent/child links among them.
+    let args_for = |host: &str, remote: bool| -> String {
+        spec.images
+            .iter()
+            .filter(|i| i.host == host)
+            .map(|im| {
+                let (dir, base) = split_image(&im.path);
+                if remote {
+                    // ssh joins its arguments into one remote command line: quote for the remote shell.
+                    format!(" \"'$(img {} {})'\"", sh_quote(&dir), sh_quote(&base))
+                } else {
+                    format!(" \"$(img {} {})\"", sh_quote(&dir), sh_quote(&base))
+                }
+            })
+            .collect()
+    };
+    if hosts.len() == 1 && is_local(hosts[0]) {
+        // Only this host: exec, so the exit code is the script's.
+        s.push_str(&format!("# Host: {}\n", hosts[0]));
+        s.push_str(&format!("exec \"$dmt_restart\" --coord-host \"$coord_host\" --coord-port \"$coord_port\" \"$@\"{}\n", args_for(hosts[0], false)));
         return s;
     }
     s.push_str("pids=\n");
     for host in hosts {
         s.push_str(&format!("\n# Host: {host}\n"));
-        for im in spec.images.iter().filter(|i| i.host == host) {
-            let (dir, base) = split_image(&im.path);
-            if is_local(host) {
-                s.push_str(&format!(
-                    "\"$dmt_restart\" --coord-host \"$coord_host\" --coord-port \"$coord_port\" \"$@\" \"$(img {} {})\" &\n",
-                    sh_quote(&dir),
-                    sh_quote(&base)
-                ));
-            } else {
-                // ssh joins its arguments into one remote command line: quote for the remote shell.
-                s.push_str(&format!(
-                    "ssh {} \"'$dmt_restart'\" --coord-host \"$remote_coord_host\" --coord-port \"$coord_port\" \"$@\" \"'$(img {} {})'\" &\n",
-                    sh_quote(host),
-                    sh_quote(&dir),
-                    sh_quote(&base)
-                ));
-            }
-            s.push_str("pids=\"$pids $!\"\n");
+        if is_local(host) {
+            s.push_str(&format!("\"$dmt_restart\" --coord-host \"$coord_host\" --coord-port \"$coord_port\" \"$@\"{} &\n", args_for(host, false)));
+        } else {
+            s.push_str(&format!(
+                "ssh {} \"'$dmt_restart'\" --coord-host \"$remote_coord_host\" --coord-port \"$coord_port\" \"$@\"{} &\n",
+                sh_quote(host),
+                args_for(host, true)
+            ));
         }
+        s.push_str("pids=\"$pids $!\"\n");
     }
     s.push_str(
         r#"

@@ -6,3 +6,4 @@ pub mod coord_client;
 pub mod coordinator;
 pub mod inspect;
 pub mod locate;
+pub mod proctree;

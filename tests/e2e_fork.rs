@@ -41,3 +41,26 @@ fn forked_child_is_checkpointed_and_restarted_with_its_parent() {
     let parent_lines = |s: &str| s.lines().filter(|l| l.starts_with("parent ")).map(|l| format!("{l}\n")).collect::<String>();
     assert_concat(&before_parent, &parent_lines(&r.out()), &exp_parent);
 }
+
+/// The restart recreates the parent/child link with the child's old pid: the restarted parent's
+/// waitpid() on the child it forked before the checkpoint reports the child's exit code.
+#[test]
+fn restarted_parent_waits_for_its_restarted_child() {
+    let t = TempDir::new("tree");
+    let prog = fixture("forker");
+    let (exp_parent, code) = run_plain(&prog, &[LINES, "wait"], &t.subdir("plain"));
+    assert_eq!(code, 0);
+    assert!(exp_parent.ends_with("waited=1 exited=1 status=3\n"), "uninterrupted run:\n{exp_parent}");
+    let coord = Coord::start();
+    let mut run = launch(&t.path, &LaunchOpts { port: Some(coord.port), ..Default::default() }, &prog, &[LINES, "wait"]);
+    run.wait_lines(5);
+    coord.kcheckpoint();
+    let _ = run.proc.wait();
+    reap_orphans(); // the killed child, so that its pid is free again
+    let before = run.out();
+    assert_eq!(images(&t.path, "forker").len(), 2, "{:?}", listing(&t.path));
+    let mut r = restart_with(&t.path, std::process::Command::new(restart_script(&t.path)), "restart");
+    assert_eq!(r.wait_code(), 0, "the restart script\n{}", r.err());
+    assert!(!r.err().contains("restarts as pid"), "the child did not get its old pid back:\n{}", r.err());
+    assert_concat(&before, &r.out(), &exp_parent);
+}

@@ -11,6 +11,7 @@ use dmtcp_engine::meta::{FdEntry, FdKind};
 use dmtcp_rs::cli::{die, fail_rc, parse_args};
 use dmtcp_rs::coord_client::{self, CoordMode};
 use dmtcp_rs::locate;
+use dmtcp_rs::proctree;
 use std::os::fd::{AsRawFd, IntoRawFd, RawFd};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -405,10 +406,34 @@ fn main() {
     let addr = coord_client::ensure_coordinator(&addr, mode, args.interval, None).unwrap_or_else(|e| die(PROG, e));
     refuse_if_running(&addr, &images);
 
-    // The last image becomes this process (its exit code is ours); the others run detached.
-    let last = images.pop().unwrap_or_else(|| die(PROG, "no image given"));
-    for img in images {
-        detached(|| restart_one(&args, &addr, img));
+    // Parents restart their children as their own children (with their old pids when the kernel
+    // allows), so waitpid() and friends keep working. The last root becomes this process (its
+    // exit code is ours); the other roots run detached.
+    let procs: Vec<(String, u32, u32)> = images.iter().map(|i| (i.info.meta.hostname.clone(), i.info.meta.pid, i.info.meta.ppid)).collect();
+    let mut roots = proctree::forest(&procs);
+    let mut slots: Vec<Option<Prepared>> = images.drain(..).map(Some).collect();
+    let last = roots.pop().unwrap_or_else(|| die(PROG, "no image given"));
+    for root in &roots {
+        detached(|| restart_subtree(&args, &addr, &mut slots, root));
     }
-    restart_one(&args, &addr, last)
+    restart_subtree(&args, &addr, &mut slots, &last)
+}
+
+/// Fork the children of `node` (each restarting its own subtree), then become `node`'s process.
+fn restart_subtree(args: &Args, addr: &coord_client::CoordAddr, slots: &mut [Option<Prepared>], node: &proctree::Node) -> ! {
+    for child in &node.children {
+        let old_pid = slots[child.index].as_ref().map_or(0, |p| p.info.meta.pid);
+        match proctree::fork_with_pid(old_pid) {
+            Ok(proctree::Forked::Child { pid_refused }) => {
+                if let Some(e) = pid_refused.filter(|_| args.quiet == 0) {
+                    eprintln!("{PROG}: process {old_pid} restarts as pid {} (its old pid: {e})", std::process::id());
+                }
+                restart_subtree(args, addr, slots, child)
+            }
+            Ok(proctree::Forked::Parent { .. }) => {}
+            Err(e) => die(PROG, format!("cannot fork the restarted process {old_pid}: {e}")),
+        }
+    }
+    let Some(img) = slots[node.index].take() else { die(PROG, "internal error: an image restarted twice") };
+    restart_one(args, addr, img)
 }

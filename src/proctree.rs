@@ -1,0 +1,158 @@
+//! The process tree of a computation at restart: which images were parent and child (same host,
+//! the child's parent pid is the parent's pid), and a fork that gives the new process its old pid
+//! again (clone3 with set_tid), so that the restarted parent's waitpid(), kill() and getppid()
+//! about it keep working.
+
+use std::collections::HashMap;
+
+/// One image in the forest, by its index in the caller's list, with its children.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Node {
+    pub index: usize,
+    pub children: Vec<Node>,
+}
+
+/// `procs[i]` = (host, pid, parent pid) of image i at checkpoint time. Returns the roots (images
+/// whose parent is not among them) in input order, each with its descendants in input order.
+pub fn forest(procs: &[(String, u32, u32)]) -> Vec<Node> {
+    let by_pid: HashMap<(&str, u32), usize> = procs.iter().enumerate().map(|(i, (h, pid, _))| ((h.as_str(), *pid), i)).collect();
+    let parent_of = |i: usize| {
+        let (h, pid, ppid) = &procs[i];
+        by_pid.get(&(h.as_str(), *ppid)).copied().filter(|&p| p != i && procs[p].1 != *pid)
+    };
+    fn build(i: usize, children_of: &HashMap<usize, Vec<usize>>) -> Node {
+        Node { index: i, children: children_of.get(&i).map(|c| c.iter().map(|&j| build(j, children_of)).collect()).unwrap_or_default() }
+    }
+    let mut children_of: HashMap<usize, Vec<usize>> = HashMap::new();
+    let mut roots = Vec::new();
+    for i in 0..procs.len() {
+        match parent_of(i) {
+            Some(p) if !is_ancestor(i, p, &parent_of) => children_of.entry(p).or_default().push(i),
+            _ => roots.push(i),
+        }
+    }
+    roots.into_iter().map(|r| build(r, &children_of)).collect()
+}
+
+/// Is `a` an ancestor of (or equal to) `b`? Guards against pid cycles in damaged input.
+fn is_ancestor(a: usize, b: usize, parent_of: &impl Fn(usize) -> Option<usize>) -> bool {
+    let mut cur = Some(b);
+    for _ in 0..=64 {
+        match cur {
+            Some(c) if c == a => return true,
+            Some(c) => cur = parent_of(c),
+            None => return false,
+        }
+    }
+    true
+}
+
+/// What [`fork_with_pid`] returns.
+pub enum Forked {
+    /// In the child; with why it did not get the pid it asked for, if it did not.
+    Child {
+        pid_refused: Option<std::io::Error>,
+    },
+    Parent {
+        pid: u32,
+    },
+}
+
+/// The kernel's `struct clone_args` (version 2, with set_tid).
+#[repr(C)]
+struct CloneArgs {
+    flags: u64,
+    pidfd: u64,
+    child_tid: u64,
+    parent_tid: u64,
+    exit_signal: u64,
+    stack: u64,
+    stack_size: u64,
+    tls: u64,
+    set_tid: u64,
+    set_tid_size: u64,
+    cgroup: u64,
+}
+
+/// Fork (SIGCHLD to the parent when the child ends, as fork() does) and try to give the child
+/// `pid`: that needs CAP_CHECKPOINT_RESTORE (or CAP_SYS_ADMIN) and the pid free. Otherwise the
+/// child gets any pid. The caller must be single-threaded (the child runs on a copy of it).
+pub fn fork_with_pid(pid: u32) -> std::io::Result<Forked> {
+    // A process of the checkpointed computation that was just killed may still hold its pid as a
+    // zombie until its new parent (init, or a subreaper) reaps it: give that a moment.
+    let deadline = std::time::Instant::now() + PID_WAIT;
+    loop {
+        match clone3(Some(pid)) {
+            Err(e) if e.raw_os_error() == Some(libc::EEXIST) && std::time::Instant::now() < deadline => {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            Ok(forked) => return Ok(forked),
+            Err(refused) => {
+                return clone3(None).map(|f| match f {
+                    Forked::Child { .. } => Forked::Child { pid_refused: Some(refused) },
+                    parent => parent,
+                });
+            }
+        }
+    }
+}
+
+/// How long a restart waits for an old pid to be released.
+const PID_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
+fn clone3(pid: Option<u32>) -> std::io::Result<Forked> {
+    let want = [pid.unwrap_or(0) as libc::pid_t];
+    let args = CloneArgs {
+        flags: 0,
+        pidfd: 0,
+        child_tid: 0,
+        parent_tid: 0,
+        exit_signal: libc::SIGCHLD as u64,
+        stack: 0,
+        stack_size: 0,
+        tls: 0,
+        set_tid: if pid.is_some() { want.as_ptr() as u64 } else { 0 },
+        set_tid_size: pid.is_some() as u64,
+        cgroup: 0,
+    };
+    // SAFETY: a fork-like clone3 (no CLONE_VM: the child has its own copy of memory and runs on
+    // a copy of this stack); `args` and `want` outlive the call.
+    match unsafe { libc::syscall(libc::SYS_clone3, &args as *const CloneArgs, core::mem::size_of::<CloneArgs>()) } {
+        0 => Ok(Forked::Child { pid_refused: None }),
+        p if p > 0 => Ok(Forked::Parent { pid: p as u32 }),
+        _ => Err(std::io::Error::last_os_error()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p(h: &str, pid: u32, ppid: u32) -> (String, u32, u32) {
+        (h.to_string(), pid, ppid)
+    }
+
+    fn leaf(i: usize) -> Node {
+        Node { index: i, children: vec![] }
+    }
+
+    #[test]
+    fn parents_children_and_hosts() {
+        // 0 -> 2 -> 3; 1 alone; 4 has the same pids as 0's child but on another host.
+        let procs = [p("a", 10, 1), p("a", 20, 1), p("a", 11, 10), p("a", 12, 11), p("b", 11, 10)];
+        let f = forest(&procs);
+        assert_eq!(f, vec![Node { index: 0, children: vec![Node { index: 2, children: vec![leaf(3)] }] }, leaf(1), leaf(4)]);
+    }
+
+    #[test]
+    fn cycles_and_self_parents_do_not_loop() {
+        let f = forest(&[p("a", 10, 11), p("a", 11, 10), p("a", 12, 12)]);
+        let count = |n: &Node| -> usize {
+            fn c(n: &Node) -> usize {
+                1 + n.children.iter().map(c).sum::<usize>()
+            }
+            c(n)
+        };
+        assert_eq!(f.iter().map(count).sum::<usize>(), 3, "every image once: {f:?}");
+    }
+}
