@@ -64,3 +64,42 @@ fn restarted_parent_waits_for_its_restarted_child() {
     assert!(!r.err().contains("restarts as pid"), "the child did not get its old pid back:\n{}", r.err());
     assert_concat(&before, &r.out(), &exp_parent);
 }
+
+/// dmtcp_command --kill and --quit end every process of the computation, the forked child too,
+/// before and after a restart; nothing is left, zombies included.
+#[test]
+fn kill_and_quit_leave_no_process_of_the_computation() {
+    let t = TempDir::new("fork-kill");
+    let prog = fixture("forker");
+    let (key, value) = unique_marker();
+    let marker = format!("{key}={value}");
+    let wait_gone = |what: &str| {
+        let deadline = std::time::Instant::now() + TIMEOUT;
+        while !processes_with_env(&marker).is_empty() && std::time::Instant::now() < deadline {
+            reap_orphans();
+            std::thread::sleep(POLL);
+        }
+        assert_eq!(processes_with_env(&marker), Vec::<i32>::new(), "{what}: processes of the computation are left");
+    };
+    let coord = Coord::start();
+    let o = LaunchOpts { port: Some(coord.port), env: vec![(key.as_str(), value.clone())], ..Default::default() };
+    let mut run = launch(&t.path, &o, &prog, &["400"]);
+    run.wait_lines(5);
+    assert_eq!(processes_with_env(&marker).len(), 2, "parent and child run");
+    coord.checkpoint();
+    coord.command(&["--kill"]);
+    let _ = run.proc.wait();
+    wait_gone("after --kill");
+
+    let mut r = restart_with(&t.path, std::process::Command::new(restart_script(&t.path)), "restart");
+    r.wait_lines(3);
+    let deadline = std::time::Instant::now() + TIMEOUT;
+    while processes_with_env(&marker).len() < 2 && std::time::Instant::now() < deadline {
+        std::thread::sleep(POLL);
+    }
+    assert_eq!(processes_with_env(&marker).len(), 2, "parent and child restarted");
+    let quit = coord.command(&["--quit"]);
+    assert!(quit.status.success(), "{}", describe(&quit));
+    let _ = r.proc.wait();
+    wait_gone("after --quit");
+}
