@@ -12,7 +12,7 @@ cd "$(dirname "$0")/.."
 # emulate PR_SET_MM_MAP, so a restored program break cannot be put back and the fixture's exact
 # sbrk check cannot hold there (malloc still works through the __curbrk fallback); it runs on
 # x86_64 and i686, and belongs to the qemu-system tier for the ARM CPUs.
-E2E=(--test e2e_roundtrip --test e2e_threads --test e2e_files --test e2e_lifecycle --test e2e_bad_input --test inspect_cli)
+E2E=(--test e2e_roundtrip --test e2e_threads --test e2e_files --test e2e_lifecycle --test e2e_bad_input --test inspect_cli --test e2e_fork --test e2e_api --test e2e_plugins)
 
 run_target() {
   local target=$1 cc=$2 prefix=${3:-}
@@ -31,7 +31,8 @@ run_target() {
     # Every program the tests start (our commands, the fixtures) finds its libraries here.
     QEMU_LD_PREFIX=$prefix CC=$cc cargo test --no-fail-fast --target "$target" -p dmtcp-rs "${E2E[@]}"
   else
-    CC=$cc cargo test --no-fail-fast --target "$target" -p dmtcp-rs "${E2E[@]}" --test e2e_growth
+    # Natively also the tests that need a real kernel under them (PR_SET_MM_MAP, ptrace for gdb).
+    CC=$cc cargo test --no-fail-fast --target "$target" -p dmtcp-rs "${E2E[@]}" --test e2e_growth --test e2e_restart_options
   fi
 }
 

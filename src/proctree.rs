@@ -88,12 +88,26 @@ pub fn fork_with_pid(pid: u32) -> std::io::Result<Forked> {
             }
             Ok(forked) => return Ok(forked),
             Err(refused) => {
-                return clone3(None).map(|f| match f {
+                let plain = match clone3(None) {
+                    // qemu-user and kernels before 5.3 have no clone3.
+                    Err(e) if e.raw_os_error() == Some(libc::ENOSYS) => fork(),
+                    other => other,
+                };
+                return plain.map(|f| match f {
                     Forked::Child { .. } => Forked::Child { pid_refused: Some(refused) },
                     parent => parent,
                 });
             }
         }
+    }
+}
+
+fn fork() -> std::io::Result<Forked> {
+    // SAFETY: the caller is single-threaded (see fork_with_pid).
+    match unsafe { libc::fork() } {
+        0 => Ok(Forked::Child { pid_refused: None }),
+        p if p > 0 => Ok(Forked::Parent { pid: p as u32 }),
+        _ => Err(std::io::Error::last_os_error()),
     }
 }
 
