@@ -253,6 +253,38 @@ case_restart_of_restart() {
   check "$c" "$D/restart-1.out" "$D/restart-2.out" "$D/expected-2.out" 1 0 0 && ok "$c"
 }
 
+# tests/e2e_fork.rs: a parent and the child it forked are checkpointed together (-kc kills both);
+# the restart script restarts the child as the parent's child with its old pid (clone3 set_tid,
+# which qemu-user lacks), so the parent's waitpid() at the end reports the child's exit code.
+case_fork_tree() {
+  c=fork-tree
+  D=/tmp/$c
+  mkdir -p "$D/plain"
+  (cd "$D/plain" && /tests/forker 100 wait >"$D/plain.out" 2>"$D/plain.err"; echo $? >"$D/plain.rc")
+  coord_start "$D/coord" || { bad "$c" "no coordinator port"; return 0; }
+  cd "$D" || return 0
+  : >"$D/launch.out"
+  trace "launch forker"
+  dmtcp_launch --coord-port "$PORT" /tests/forker 100 wait >"$D/launch.out" 2>"$D/launch.err" &
+  run=$!
+  if ! wait_lines "$D/launch.out" 5 "$run" || ! dmtcp_command -p "$PORT" -kc >"$D/kc.out" 2>"$D/kc.err"; then
+    kill -9 "$run" 2>/dev/null
+    coord_quit
+    bad "$c" "no checkpoint of the parent and child"
+    return 0
+  fi
+  wait "$run" 2>/dev/null
+  trace "restart script"
+  timeout $((WAIT * 2)) ./dmtcp_restart_script.sh >"$D/restart.out" 2>"$D/restart.err" </dev/null
+  RC=$?
+  coord_quit
+  if grep -q "restarts as pid" "$D/restart.err"; then
+    bad "$c" "the child did not get its old pid back"
+    return 0
+  fi
+  check "$c" "$D/launch.out" "$D/restart.out" "$D/plain.out" 1 "$RC" "$(cat "$D/plain.rc")" && ok "$c"
+}
+
 # An image taken on the host (another kernel build, another vdso layout) and restarted here;
 # ci/qemu-system.sh put it in /tests/xkernel with the run's output before the kill and an
 # uninterrupted run's output. The CPU features check is skipped (--no-strict-checking): the host
@@ -285,7 +317,7 @@ case_cross_kernel() {
 }
 
 say "QSYS-START cpu=$CPU kernel=$(uname -r) booted in $(uptime_s) s"
-cases=${QSYS_CASES:-counter threads growth restart_of_restart cross_kernel}
+cases=${QSYS_CASES:-counter threads growth restart_of_restart fork_tree cross_kernel}
 for t in $cases; do
   T0=$(uptime_s)
   if ! command -v "case_$t" >/dev/null; then
