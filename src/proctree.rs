@@ -78,6 +78,24 @@ struct CloneArgs {
 /// `pid`: that needs CAP_CHECKPOINT_RESTORE (or CAP_SYS_ADMIN) and the pid free. Otherwise the
 /// child gets any pid. The caller must be single-threaded (the child runs on a copy of it).
 pub fn fork_with_pid(pid: u32) -> std::io::Result<Forked> {
+    match fork_exact(pid) {
+        Ok(forked) => Ok(forked),
+        Err(refused) => {
+            let plain = match clone3(None) {
+                // qemu-user and kernels before 5.3 have no clone3.
+                Err(e) if e.raw_os_error() == Some(libc::ENOSYS) => fork(),
+                other => other,
+            };
+            plain.map(|f| match f {
+                Forked::Child { .. } => Forked::Child { pid_refused: Some(refused) },
+                parent => parent,
+            })
+        }
+    }
+}
+
+/// Fork only if the child can have `pid`; the error says why not (nothing was forked then).
+pub fn fork_exact(pid: u32) -> std::io::Result<Forked> {
     // A process of the checkpointed computation that was just killed may still hold its pid as a
     // zombie until its new parent (init, or a subreaper) reaps it: give that a moment.
     let deadline = std::time::Instant::now() + PID_WAIT;
@@ -86,20 +104,57 @@ pub fn fork_with_pid(pid: u32) -> std::io::Result<Forked> {
             Err(e) if e.raw_os_error() == Some(libc::EEXIST) && std::time::Instant::now() < deadline => {
                 std::thread::sleep(std::time::Duration::from_millis(20));
             }
-            Ok(forked) => return Ok(forked),
-            Err(refused) => {
-                let plain = match clone3(None) {
-                    // qemu-user and kernels before 5.3 have no clone3.
-                    Err(e) if e.raw_os_error() == Some(libc::ENOSYS) => fork(),
-                    other => other,
-                };
-                return plain.map(|f| match f {
-                    Forked::Child { .. } => Forked::Child { pid_refused: Some(refused) },
-                    parent => parent,
-                });
-            }
+            other => return other,
         }
     }
+}
+
+/// The pid of the child [`wait_forwarding`] waits for, for its signal handler.
+static CHILD: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(0);
+
+extern "C" fn forward(sig: libc::c_int) {
+    let child = CHILD.load(std::sync::atomic::Ordering::Relaxed);
+    if child > 0 {
+        // SAFETY: kill is async-signal-safe.
+        unsafe { libc::kill(child, sig) };
+    }
+}
+
+/// Stay in front of `child` (the restarted root, forked so it could have its old pid): pass on
+/// the signals a batch system or `kill` sends to this pid, leave the terminal's (which reach the
+/// whole foreground group anyway) to it, and end as it ends: same exit code, or the same signal.
+pub fn wait_forwarding(child: u32) -> ! {
+    CHILD.store(child as i32, std::sync::atomic::Ordering::Relaxed);
+    // SAFETY: installing a handler that only calls kill(); SIG_IGN for the terminal's signals.
+    unsafe {
+        for sig in [libc::SIGTERM, libc::SIGHUP, libc::SIGUSR1, libc::SIGUSR2, libc::SIGCONT, libc::SIGALRM] {
+            libc::signal(sig, forward as extern "C" fn(libc::c_int) as libc::sighandler_t);
+        }
+        for sig in [libc::SIGINT, libc::SIGQUIT, libc::SIGTSTP, libc::SIGTTIN, libc::SIGTTOU] {
+            libc::signal(sig, libc::SIG_IGN);
+        }
+    }
+    let mut status = 0;
+    loop {
+        // SAFETY: waiting for our own child into a local int.
+        let r = unsafe { libc::waitpid(child as libc::pid_t, &mut status, 0) };
+        if r == child as libc::pid_t {
+            break;
+        }
+        if r < 0 && std::io::Error::last_os_error().raw_os_error() != Some(libc::EINTR) {
+            std::process::exit(crate::cli::fail_rc());
+        }
+    }
+    if libc::WIFSIGNALED(status) {
+        let sig = libc::WTERMSIG(status);
+        // SAFETY: default action, then the same signal to ourselves, as the child ended.
+        unsafe {
+            libc::signal(sig, libc::SIG_DFL);
+            libc::kill(libc::getpid(), sig);
+        }
+        std::process::exit(128 + sig);
+    }
+    std::process::exit(libc::WEXITSTATUS(status))
 }
 
 fn fork() -> std::io::Result<Forked> {

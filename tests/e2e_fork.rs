@@ -42,15 +42,16 @@ fn forked_child_is_checkpointed_and_restarted_with_its_parent() {
     assert_concat(&before_parent, &parent_lines(&r.out()), &exp_parent);
 }
 
-/// The restart recreates the parent/child link with the child's old pid: the restarted parent's
-/// waitpid() on the child it forked before the checkpoint reports the child's exit code.
+/// The restart recreates the parent/child link with the old pids: the restarted parent's
+/// waitpid() on the child it forked before the checkpoint reports the child's exit code, and the
+/// parent's getpid() is what it was (dmtcp_restart stays in front of it, passing on its exit code).
 #[test]
 fn restarted_parent_waits_for_its_restarted_child() {
     let t = TempDir::new("tree");
     let prog = fixture("forker");
     let (exp_parent, code) = run_plain(&prog, &[LINES, "wait"], &t.subdir("plain"));
     assert_eq!(code, 0);
-    assert!(exp_parent.ends_with("waited=1 exited=1 status=3\n"), "uninterrupted run:\n{exp_parent}");
+    assert!(exp_parent.ends_with("waited=1 exited=1 status=3 same_pid=1\n"), "uninterrupted run:\n{exp_parent}");
     let coord = Coord::start();
     let mut run = launch(&t.path, &LaunchOpts { port: Some(coord.port), ..Default::default() }, &prog, &[LINES, "wait"]);
     run.wait_lines(5);

@@ -416,6 +416,20 @@ fn main() {
     for root in &roots {
         detached(|| restart_subtree(&args, &addr, &mut slots, root));
     }
+    // The root gets its old pid too when the kernel allows: then this process stays in front of
+    // it (exit code, signals). Otherwise it becomes the root here, with this pid.
+    let root_pid = slots[last.index].as_ref().map_or(0, |p| p.info.meta.pid);
+    if root_pid != std::process::id() {
+        match proctree::fork_exact(root_pid) {
+            Ok(proctree::Forked::Child { .. }) => restart_subtree(&args, &addr, &mut slots, &last),
+            Ok(proctree::Forked::Parent { pid }) => {
+                // The images (a decompressed one is a memfd as big as the process) are the child's now.
+                slots.clear();
+                proctree::wait_forwarding(pid)
+            }
+            Err(_) => {}
+        }
+    }
     restart_subtree(&args, &addr, &mut slots, &last)
 }
 
