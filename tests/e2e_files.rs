@@ -94,3 +94,45 @@ fn files_continue_at_their_offsets_stdout_to_file_and_pipe() {
 fn drop_first(s: &str) -> String {
     s.split_once('\n').map(|(_, rest)| rest.to_string()).unwrap_or_default()
 }
+
+/// `dmtcp_launch --ckpt-open-files` saves the open files beside the image: a file deleted after
+/// the checkpoint is put back at restart. With `--allow-file-overwrite` too, a file changed after
+/// the checkpoint is put back as it was; without it, an existing file is left alone.
+#[test]
+fn ckpt_open_files_puts_files_back() {
+    let t = TempDir::new("open-files");
+    let prog = fixture("files");
+    let plain = t.subdir("plain");
+    let plain_s = plain.to_str().expect("utf-8 path").to_string();
+    let (exp, exp_code) = run_plain(&prog, &[&plain_s, STEPS], &plain);
+    assert_eq!(exp_code, 0, "uninterrupted run failed:\n{exp}");
+    for (case, opts) in [("deleted", vec!["--ckpt-open-files"]), ("changed", vec!["--ckpt-open-files", "--allow-file-overwrite"])] {
+        let dir = t.subdir(case);
+        let dir_s = dir.to_str().expect("utf-8 path").to_string();
+        let coord = Coord::start();
+        let o = LaunchOpts { port: Some(coord.port), opts: opts.clone(), log: case, ..Default::default() };
+        let mut run = launch(&dir, &o, &prog, &[&dir_s, STEPS]);
+        run.wait_lines(10);
+        coord.kcheckpoint();
+        let _ = run.proc.wait();
+        let before = run.out();
+        let img = image(&dir, "files");
+        let saved = dmtcp_engine::meta::saved_files_dir(&img);
+        assert!(saved.is_dir(), "{case}: no saved files beside the image: {:?}", listing(&dir));
+        let input = dir.join("input.txt");
+        if case == "deleted" {
+            fs::remove_file(&input).expect("delete input.txt");
+        } else {
+            let len = fs::metadata(&input).expect("input.txt").len() as usize;
+            fs::write(&input, "x".repeat(len)).expect("change input.txt");
+        }
+        let inode = |p: &Path| std::os::unix::fs::MetadataExt::ino(&fs::metadata(p).expect("out.txt"));
+        let out_before = inode(&dir.join("out.txt"));
+        let mut r = restart(&dir, Some(coord.port), &[], &img, "restart");
+        assert_eq!(r.wait_code(), 0, "{case}: restart\n{}", r.err());
+        // out.txt existed at restart: replaced only with --allow-file-overwrite.
+        assert_eq!(inode(&dir.join("out.txt")) == out_before, case == "deleted", "{case}: out.txt replaced or not");
+        assert_same_files(&dir, &plain, case);
+        assert_concat(&drop_first(&before), &r.out(), &drop_first(&exp));
+    }
+}

@@ -57,3 +57,10 @@ pub struct ProcessMeta {
     pub ckpt_dir: String,
     pub gzip: bool,
 }
+
+/// Where `dmtcp_launch --ckpt-open-files` keeps the contents of the files open at checkpoint
+/// time: `<image name without .dmtcp>_files/<fd>` beside the image (DMTCP's layout).
+pub fn saved_files_dir(image: &std::path::Path) -> std::path::PathBuf {
+    let name = image.file_name().and_then(|n| n.to_str()).unwrap_or("ckpt");
+    image.with_file_name(format!("{}_files", name.strip_suffix(".dmtcp").unwrap_or(name)))
+}

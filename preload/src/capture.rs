@@ -154,6 +154,9 @@ pub fn write_checkpoint(generation: u64, dir_override: Option<&str>) -> Result<S
             header.auxv_len = auxv.len() as u32;
         }
     }
+    if cfg.ckpt_open_files {
+        crate::open_files::save(&path, &fd_table, cfg.allow_file_overwrite)?;
+    }
     let thread_table = thread_records();
     let sigs = sigactions();
     let dir = path.parent().map(|p| p.to_path_buf()).unwrap_or_default();
@@ -175,6 +178,13 @@ pub fn write_checkpoint(generation: u64, dir_override: Option<&str>) -> Result<S
     for &(start, end, prot) in &unprotect {
         // SAFETY: restores the original protection of the mapping.
         let _ = unsafe { dmtcp_arch::sys::mprotect(start as usize, (end - start) as usize, prot as usize) };
+    }
+    if cfg.ckpt_open_files {
+        if result.is_ok() {
+            crate::open_files::commit(&path);
+        } else {
+            crate::open_files::discard(&path);
+        }
     }
     result.map_err(|e| e.to_string())?;
     Ok(path.display().to_string())

@@ -9,6 +9,7 @@ mod api;
 mod capture;
 mod ckpt;
 mod config;
+mod open_files;
 mod plugin;
 mod restart_settings;
 mod threads;

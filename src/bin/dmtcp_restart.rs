@@ -164,8 +164,13 @@ fn dup_to(from: RawFd, to: RawFd) {
 
 /// Reopen one of the application's fds at its number and offset. Files that cannot be reopened
 /// (deleted, pipes and sockets, which are not restored yet) get /dev/null so the number stays taken.
-fn restore_fd(e: &FdEntry, quiet: bool) {
+fn restore_fd(e: &FdEntry, quiet: bool, saved_files: &Path, put_back: &mut Vec<String>) {
     use std::os::unix::fs::OpenOptionsExt;
+    // Once per file: a second copy would replace the file the first fd was just opened on.
+    if e.kind == FdKind::File && !put_back.contains(&e.path) {
+        put_back_saved_file(e, saved_files, quiet);
+        put_back.push(e.path.clone());
+    }
     let keep = libc::O_APPEND | libc::O_NONBLOCK | libc::O_DIRECT | libc::O_NOATIME | libc::O_SYNC | libc::O_DSYNC;
     let acc = e.flags & libc::O_ACCMODE;
     let opened = match e.kind {
@@ -200,6 +205,33 @@ fn restore_fd(e: &FdEntry, quiet: bool) {
     if e.cloexec {
         // SAFETY: setting a flag on the application's fd.
         unsafe { libc::fcntl(e.fd, libc::F_SETFD, libc::FD_CLOEXEC) };
+    }
+}
+
+/// dmtcp_launch --ckpt-open-files saved the file's contents beside the image (see
+/// preload/src/open_files.rs): put them back where the file is gone, or over it when the launch
+/// also had --allow-file-overwrite.
+fn put_back_saved_file(e: &FdEntry, saved_files: &Path, quiet: bool) {
+    let saved = saved_files.join(e.fd.to_string());
+    if e.path.ends_with(" (deleted)") || !saved.is_file() {
+        return;
+    }
+    let target = Path::new(&e.path);
+    let overwrite = saved_files.join("allow-overwrite").exists();
+    if target.exists() && !overwrite {
+        return;
+    }
+    if let Some(parent) = target.parent() {
+        let _ = std::fs::create_dir_all(parent);
+    }
+    // Next to the target, then renamed: a full disk never leaves a half-written file.
+    let tmp = target.with_file_name(format!(".{}.dmtcp-restore", target.file_name().and_then(|n| n.to_str()).unwrap_or("file")));
+    let done = std::fs::copy(&saved, &tmp).and_then(|_| std::fs::rename(&tmp, target));
+    if let Err(err) = done {
+        let _ = std::fs::remove_file(&tmp);
+        if !quiet {
+            eprintln!("{PROG}: cannot put back the saved copy of {} (fd {}): {err}", e.path, e.fd);
+        }
     }
 }
 
@@ -341,8 +373,10 @@ fn restart_one(args: &Args, addr: &coord_client::CoordAddr, img: Prepared) -> ! 
         }
     }
     let quiet = args.quiet > 0;
+    let saved_files = dmtcp_engine::meta::saved_files_dir(&img.path);
+    let mut put_back = Vec::new();
     for e in meta.fds.iter().filter(|e| e.fd > 2) {
-        restore_fd(e, quiet);
+        restore_fd(e, quiet, &saved_files, &mut put_back);
     }
     let mut keep: Vec<RawFd> = meta.fds.iter().map(|e| e.fd).collect();
     if meta.coord_fd >= 0 {
