@@ -61,7 +61,8 @@ impl Coord {
         let child = Command::new(COORD)
             .args(["--port", "0", "--port-file"])
             .arg(&pf)
-            .args(["--timeout", "120"])
+            // A safety net against leaks, unless the test sets its own.
+            .args(if extra.contains(&"--timeout") { &[][..] } else { &["--timeout", "120"][..] })
             .args(extra)
             .env_remove("DMTCP_CHECKPOINT_DIR")
             .env_remove("DMTCP_CHECKPOINT_INTERVAL")
@@ -546,4 +547,95 @@ fn ensure_coordinator_starts_and_joins() {
     }
     assert_eq!(send_command(&fixed, C::Status).expect("status").num_peers, 0);
     assert_eq!(send_command(&actual, C::Quit).expect("quit").status, CommandStatus::Success);
+}
+
+/// `--timeout S` ends an idle coordinator after S seconds; `--coord-logfile F` keeps its log.
+#[test]
+fn timeout_and_logfile() {
+    let dir = TempDir::new("log");
+    let log = dir.0.join("coord.log");
+    let log_s = log.display().to_string();
+    let mut coord = Coord::start(&["--timeout", "1", "--coord-logfile", &log_s]);
+    let images = TempDir::new("img");
+    let w = Worker::join(coord.port, &images.0, "logged", 0, Duration::ZERO);
+    drop(w);
+    assert_eq!(coord.wait_exit(), Some(0), "--timeout 1 did not end the coordinator");
+    let text = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(text.contains("logged") && text.contains("timeout"), "log file:\n{text}");
+}
+
+/// DMTCP's old one-letter forms: `dmtcp_command s`, `l`, `c`, `q`.
+#[test]
+fn one_letter_commands() {
+    let mut coord = Coord::start(&[]);
+    let images = TempDir::new("img");
+    let w = Worker::join(coord.port, &images.0, "letters", 0, Duration::ZERO);
+    assert!(stdout(&command(coord.port, &["s"])).contains("NUM_PEERS=1"));
+    assert!(stdout(&command(coord.port, &["l"])).contains("letters"));
+    assert!(command(coord.port, &["c"]).status.success());
+    w.expect("DoCheckpoint", |m| matches!(m, FromCoord::DoCheckpoint { .. }));
+    assert!(command(coord.port, &["q"]).status.success());
+    assert_eq!(coord.wait_exit(), Some(0));
+}
+
+/// On a terminal the coordinator reads DMTCP's one-letter commands: here a pty is its
+/// controlling terminal; `h` lists them, `s` and `l` answer, `c` checkpoints, `q` quits.
+#[test]
+fn interactive_prompt_on_a_terminal() {
+    use std::io::Write;
+    use std::os::fd::OwnedFd;
+    use std::os::unix::process::CommandExt;
+    let dir = TempDir::new("tty");
+    let pf = dir.0.join("port");
+    let pty = nix::pty::openpty(None, None).expect("openpty");
+    let slave: OwnedFd = pty.slave;
+    let mut cmd = Command::new(COORD);
+    cmd.args(["--port", "0", "--port-file"]).arg(&pf).args(["--timeout", "60"]);
+    cmd.stdin(Stdio::from(slave.try_clone().expect("dup")))
+        .stdout(Stdio::from(slave.try_clone().expect("dup")))
+        .stderr(Stdio::from(slave.try_clone().expect("dup")));
+    // SAFETY: between fork and exec only setsid and ioctl, both async-signal-safe.
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::setsid() < 0 || libc::ioctl(0, libc::TIOCSCTTY, 0) < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let child = cmd.spawn().expect("spawn dmtcp_coordinator on a pty");
+    drop(slave);
+    let mut coord = Coord { child, port: wait_for_port_file(&pf), _dir: dir };
+    let master = std::fs::File::from(pty.master);
+    let (tx, rx) = channel::<String>();
+    let mut reader = master.try_clone().expect("dup master");
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = reader.read(&mut buf) {
+            if n == 0 || tx.send(String::from_utf8_lossy(&buf[..n]).into_owned()).is_err() {
+                break;
+            }
+        }
+    });
+    let mut seen = String::new();
+    let until = |want: &str, seen: &mut String| {
+        let deadline = Instant::now() + LONG;
+        while !seen.contains(want) {
+            match rx.recv_timeout(Duration::from_millis(100)) {
+                Ok(s) => seen.push_str(&s),
+                Err(_) => assert!(Instant::now() < deadline, "the prompt never printed {want:?}; it printed:\n{seen}"),
+            }
+        }
+    };
+    let images = TempDir::new("img");
+    let w = Worker::join(coord.port, &images.0, "prompted", 0, Duration::ZERO);
+    let mut m = master;
+    for (input, want) in [("h\n", "checkpoint"), ("s\n", "NUM_PEERS=1"), ("l\n", "prompted")] {
+        m.write_all(input.as_bytes()).expect("write to the pty");
+        until(want, &mut seen);
+    }
+    m.write_all(b"c\n").expect("write to the pty");
+    w.expect("DoCheckpoint", |msg| matches!(msg, FromCoord::DoCheckpoint { .. }));
+    m.write_all(b"q\n").expect("write to the pty");
+    assert_eq!(coord.wait_exit(), Some(0), "q on the prompt did not quit; it printed:\n{seen}");
 }
