@@ -33,7 +33,8 @@ run_target() {
     # (the restarted parent's waitpid needs it), and without PR_SET_MM_MAP a restarted process's
     # /proc/<pid>/environ is unreadable (the test finds the computation's processes by it).
     QEMU_LD_PREFIX=$prefix CC=$cc cargo test --no-fail-fast --target "$target" -p dmtcp-rs "${E2E[@]}" -- \
-      --skip restarted_parent_waits_for_its_restarted_child --skip kill_and_quit_leave_no_process_of_the_computation
+      --skip restarted_parent_waits_for_its_restarted_child --skip kill_and_quit_leave_no_process_of_the_computation \
+      --skip spawned_and_vforked_children_are_followed
   else
     # Natively also the tests that need a real kernel under them (PR_SET_MM_MAP, ptrace for gdb).
     CC=$cc cargo test --no-fail-fast --target "$target" -p dmtcp-rs "${E2E[@]}" --test e2e_growth --test e2e_restart_options

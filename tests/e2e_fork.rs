@@ -104,3 +104,36 @@ fn kill_and_quit_leave_no_process_of_the_computation() {
     let _ = r.proc.wait();
     wait_gone("after --quit");
 }
+
+/// posix_spawn and vfork + exec: the children are new program images that join the computation
+/// through LD_PRELOAD; all three processes are checkpointed together, restarted as a tree, and
+/// the parent's waitpid() reports both children's exit codes.
+#[test]
+fn spawned_and_vforked_children_are_followed() {
+    let t = TempDir::new("spawn");
+    let prog = fixture("spawner");
+    let (exp, code) = run_plain(&prog, &[LINES], &t.subdir("plain"));
+    assert_eq!(code, 0);
+    assert!(exp.ends_with("spawned waited=1 status=4; vforked waited=1 status=5\n"), "uninterrupted run:\n{exp}");
+    let coord = Coord::start();
+    let mut run = launch(&t.path, &LaunchOpts { port: Some(coord.port), ..Default::default() }, &prog, &[LINES]);
+    run.wait_lines(5);
+    let peers = || String::from_utf8_lossy(&coord.command(&["-s"]).stdout).contains("NUM_PEERS=3");
+    let deadline = std::time::Instant::now() + TIMEOUT;
+    while !peers() && std::time::Instant::now() < deadline {
+        std::thread::sleep(POLL);
+    }
+    assert!(peers(), "the parent and both children are peers");
+    coord.kcheckpoint();
+    let _ = run.proc.wait();
+    reap_orphans();
+    let before = run.out();
+    assert_eq!(images(&t.path, "spawner").len(), 3, "{:?}", listing(&t.path));
+    let mut r = restart_with(&t.path, std::process::Command::new(restart_script(&t.path)), "restart");
+    assert_eq!(r.wait_code(), 0, "the restart script\n{}", r.err());
+    assert_concat(&before, &r.out(), &exp);
+    for name in ["spawned", "vforked"] {
+        let want: String = (1..=100).map(|i| format!("{name} {i}\n")).collect();
+        assert_eq!(fs::read_to_string(t.join(format!("{name}.txt"))).unwrap_or_default(), want, "{name}.txt");
+    }
+}
