@@ -43,8 +43,9 @@ fn forked_child_is_checkpointed_and_restarted_with_its_parent() {
 }
 
 /// The restart recreates the parent/child link with the old pids: the restarted parent's
-/// waitpid() on the child it forked before the checkpoint reports the child's exit code, and the
-/// parent's getpid() is what it was (dmtcp_restart stays in front of it, passing on its exit code).
+/// waitpid() on the child it forked before the checkpoint reports the child's exit code, the
+/// parent's getpid() is what it was (dmtcp_restart stays in front of it, passing on its exit
+/// code), and the child leads its own session again.
 #[test]
 fn restarted_parent_waits_for_its_restarted_child() {
     let t = TempDir::new("tree");
@@ -64,6 +65,9 @@ fn restarted_parent_waits_for_its_restarted_child() {
     assert_eq!(r.wait_code(), 0, "the restart script\n{}", r.err());
     assert!(!r.err().contains("restarts as pid"), "the child did not get its old pid back:\n{}", r.err());
     assert_concat(&before, &r.out(), &exp_parent);
+    // The child made a session of its own before the checkpoint; it leads one again.
+    let child = fs::read_to_string(t.join("child.txt")).unwrap_or_default();
+    assert!(child.ends_with("child 100\nsession leader=1 group leader=1\n"), "child.txt:\n{child}");
 }
 
 /// dmtcp_command --kill and --quit end every process of the computation, the forked child too,

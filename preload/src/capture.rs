@@ -148,6 +148,8 @@ pub fn write_checkpoint(generation: u64, dir_override: Option<&str>) -> Result<S
     header.ckpt_signal = cfg.ckpt_signal as u32;
     [header.hwcap, header.hwcap2, header.hwcap3] = host_cpu_features();
     header.kernel_release = kernel_release();
+    // SAFETY: getpgrp and getsid only report ids.
+    (header.pgid, header.sid) = unsafe { (libc::getpgrp() as u32, libc::getsid(0) as u32) };
     if let Ok(auxv) = std::fs::read("/proc/self/auxv") {
         if auxv.len() <= AUXV_MAX {
             header.auxv[..auxv.len()].copy_from_slice(&auxv);

@@ -467,6 +467,25 @@ fn main() {
     restart_subtree(&args, &addr, &mut slots, &last)
 }
 
+/// A restarted child that led its own session or process group at checkpoint time does so again
+/// (before it forks its own children, which then inherit it); otherwise it stays in its parent's.
+/// The root stays in dmtcp_restart's group and session: that is the job the shell now controls.
+fn rejoin_group_and_session(h: &dmtcp_layout::FileHeader, old_pid: u32) {
+    // SAFETY: setsid and setpgid change only this (single-threaded) process's ids.
+    let r = unsafe {
+        if h.sid == old_pid {
+            libc::setsid()
+        } else if h.pgid == old_pid {
+            libc::setpgid(0, 0)
+        } else {
+            0
+        }
+    };
+    if r < 0 {
+        eprintln!("{PROG}: process {old_pid}: cannot restore its session or process group: {}", std::io::Error::last_os_error());
+    }
+}
+
 /// Fork the children of `node` (each restarting its own subtree), then become `node`'s process.
 fn restart_subtree(args: &Args, addr: &coord_client::CoordAddr, slots: &mut [Option<Prepared>], node: &proctree::Node) -> ! {
     for child in &node.children {
@@ -475,6 +494,9 @@ fn restart_subtree(args: &Args, addr: &coord_client::CoordAddr, slots: &mut [Opt
             Ok(proctree::Forked::Child { pid_refused }) => {
                 if let Some(e) = pid_refused.filter(|_| args.quiet == 0) {
                     eprintln!("{PROG}: process {old_pid} restarts as pid {} (its old pid: {e})", std::process::id());
+                }
+                if let Some(img) = slots[child.index].as_ref() {
+                    rejoin_group_and_session(&img.info.header, old_pid);
                 }
                 restart_subtree(args, addr, slots, child)
             }

@@ -157,6 +157,9 @@ pub struct FileHeader {
     pub auxv: [u8; AUXV_MAX],
     /// Since 1.1, x86 only: XCR0 (high half) and CPUID leaf 0xD sub-leaf 1 EAX (low half).
     pub hwcap3: u64,
+    /// Since 1.1: the process group and session of the process (0 in 1.0 images).
+    pub pgid: u32,
+    pub sid: u32,
 }
 
 impl FileHeader {
@@ -194,6 +197,8 @@ impl FileHeader {
             auxv_len: 0,
             auxv: [0; AUXV_MAX],
             hwcap3: 0,
+            pgid: 0,
+            sid: 0,
         }
     }
 
@@ -243,6 +248,8 @@ impl FileHeader {
         p.u32(self.auxv_len);
         p.bytes(&self.auxv);
         p.u64(self.hwcap3);
+        p.u32(self.pgid);
+        p.u32(self.sid);
         let crc = crate::crc32(&out[..HEADER_SIZE - 4]);
         out[HEADER_SIZE - 4..].copy_from_slice(&crc.to_le_bytes());
     }
@@ -307,6 +314,8 @@ impl FileHeader {
         let auxv_len = g.u32();
         let auxv = g.take::<AUXV_MAX>();
         let hwcap3 = g.u64();
+        let pgid = g.u32();
+        let sid = g.u32();
         let h = FileHeader {
             major,
             minor,
@@ -340,6 +349,8 @@ impl FileHeader {
             auxv_len,
             auxv,
             hwcap3,
+            pgid,
+            sid,
         };
         h.check()?;
         Ok(h)
@@ -656,6 +667,7 @@ mod tests {
         h.auxv_len = 5;
         h.auxv[..5].copy_from_slice(b"\x21\0\0\0\x07");
         h.hwcap3 = 0x2e7_0000_000f;
+        (h.pgid, h.sid) = (4321, 4000);
         h
     }
 
