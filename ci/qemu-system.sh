@@ -240,6 +240,8 @@ xkernel_image() {
     sleep 0.1
   done
   case $port in '' | 0) die "cross-kernel: the host coordinator wrote no port" ;; esac
+  # Created here, not by the background job's redirection, so that the wait below finds it.
+  : >"$xk/before.out"
   # A clean program: no descriptor this script inherited goes into the image (each would be
   # reopened on /dev/null with a warning at restart).
   (cd "$xk" && close_inherited_fds && exec env DMTCP_GZIP=0 GLIBC_TUNABLES=glibc.cpu.hwcaps=-AVX512F,-AVX512CD,-AVX512BW,-AVX512DQ,-AVX512VL,-AVX512ER,-AVX512PF,-RTM,-XSAVEC \

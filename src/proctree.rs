@@ -109,6 +109,20 @@ pub fn fork_exact(pid: u32) -> std::io::Result<Forked> {
     }
 }
 
+/// In the restarted root forked by dmtcp_restart: die (SIGKILL) when dmtcp_restart does, so that
+/// `kill -9` of the pid a shell or batch system knows still ends the program, as when the
+/// program replaces dmtcp_restart. The setting survives exec and the restore.
+pub fn die_with_parent() {
+    // SAFETY: prctl and getppid only change or read this process's attributes.
+    unsafe {
+        let parent = libc::getppid();
+        libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+        if libc::getppid() != parent {
+            libc::_exit(crate::cli::fail_rc()); // it died before the setting took effect
+        }
+    }
+}
+
 /// The pid of the child [`wait_forwarding`] waits for, for its signal handler.
 static CHILD: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(0);
 

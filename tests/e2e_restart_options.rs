@@ -136,3 +136,30 @@ fn debug_pause_waits_for_gdb_which_sees_symbols() {
         assert_continuation(&before, &r.out(), &exp);
     }
 }
+
+/// The restarted program gets its old pid back (dmtcp_restart then waits in front of it); a
+/// `kill -9` of dmtcp_restart's own pid still ends the program, as when the program replaced it.
+#[test]
+fn killing_dmtcp_restart_ends_the_restarted_program() {
+    let t = TempDir::new("kill-restart");
+    let prog = fixture("counter");
+    let coord = Coord::start();
+    let mut run = launch(&t.path, &LaunchOpts { port: Some(coord.port), ..Default::default() }, &prog, &["400"]);
+    run.wait_lines(5);
+    let old_pid = run.proc.pid();
+    coord.checkpoint();
+    run.kill();
+    reap_orphans();
+    let mut r = restart(&t.path, Some(coord.port), &[], &image(&t.path, "counter"), "restart");
+    r.wait_lines(3);
+    assert!(alive(old_pid), "the restarted program runs with its old pid {old_pid}");
+    // SAFETY: kill(2) of our own child only.
+    unsafe { libc::kill(r.proc.pid(), libc::SIGKILL) };
+    let _ = r.proc.wait();
+    let deadline = std::time::Instant::now() + TIMEOUT;
+    while alive(old_pid) && std::time::Instant::now() < deadline {
+        reap_orphans();
+        std::thread::sleep(POLL);
+    }
+    assert!(!alive(old_pid), "the restarted program outlived dmtcp_restart");
+}

@@ -455,7 +455,10 @@ fn main() {
     let root_pid = slots[last.index].as_ref().map_or(0, |p| p.info.meta.pid);
     if root_pid != std::process::id() {
         match proctree::fork_exact(root_pid) {
-            Ok(proctree::Forked::Child { .. }) => restart_subtree(&args, &addr, &mut slots, &last),
+            Ok(proctree::Forked::Child { .. }) => {
+                proctree::die_with_parent();
+                restart_subtree(&args, &addr, &mut slots, &last)
+            }
             Ok(proctree::Forked::Parent { pid }) => {
                 // The images (a decompressed one is a memfd as big as the process) are the child's now.
                 slots.clear();
