@@ -7,3 +7,4 @@ pub mod coordinator;
 pub mod inspect;
 pub mod locate;
 pub mod proctree;
+pub mod restore_fds;
