@@ -358,6 +358,9 @@ struct Done {
 struct Round {
     generation: u64,
     kill_after: bool,
+    /// Workers that have not reported Suspended yet; AllSuspended goes out when it empties.
+    unsuspended: BTreeSet<u64>,
+    released: bool,
     pending: BTreeSet<u64>,
     done: Vec<Done>,
 }
@@ -472,6 +475,19 @@ impl Shared {
         self.cv.notify_all();
     }
 
+    /// Second barrier of a round: once every worker still in it is suspended, tell them all.
+    fn release_if_all_suspended(&self, st: &mut State) {
+        let State { round, workers, .. } = st;
+        let Some(r) = round.as_mut().filter(|r| r.unsuspended.is_empty() && !r.released) else { return };
+        r.released = true;
+        let msg = FromCoord::AllSuspended { generation: r.generation };
+        for id in &r.pending {
+            if let Some(w) = workers.get_mut(id) {
+                send_to(w, &msg);
+            }
+        }
+    }
+
     fn broadcast(&self, st: &mut State, msg: &FromCoord) {
         for w in st.workers.values_mut() {
             send_to(w, msg);
@@ -490,11 +506,12 @@ impl Shared {
         st.generation += 1;
         let generation = st.generation;
         let ckpt_dir = self.opts.ckpt_dir.as_ref().map(|d| d.to_string_lossy().into_owned());
-        let mut round = Round { generation, kill_after, pending: BTreeSet::new(), done: Vec::new() };
+        let mut round = Round { generation, kill_after, unsuspended: BTreeSet::new(), released: false, pending: BTreeSet::new(), done: Vec::new() };
         let msg = FromCoord::DoCheckpoint { generation, ckpt_dir };
         for (id, w) in st.workers.iter_mut() {
             if send_to(w, &msg) {
                 round.pending.insert(*id);
+                round.unsuspended.insert(*id);
             } else {
                 round.done.push(Done { host: w.info.hostname.clone(), image: String::new(), error: Some("connection lost".into()) });
             }
@@ -741,6 +758,14 @@ impl Shared {
                         self.request_exit(&mut st, 0);
                     }
                 }
+                Ok(ToCoord::Suspended { generation }) => {
+                    let mut st = self.lock();
+                    if let Some(r) = st.round.as_mut().filter(|r| r.generation == generation) {
+                        if r.unsuspended.remove(&id) {
+                            self.release_if_all_suspended(&mut st);
+                        }
+                    }
+                }
                 // A second Hello changes nothing.
                 Ok(ToCoord::Hello { .. }) => {}
                 Err(_) => break,
@@ -751,6 +776,9 @@ impl Shared {
         if let Some(r) = st.round.as_mut() {
             if r.pending.remove(&id) {
                 r.done.push(Done { host, image: String::new(), error: Some(format!("{what} disconnected during the checkpoint")) });
+            }
+            if r.unsuspended.remove(&id) {
+                self.release_if_all_suspended(&mut st);
             }
         }
         self.note(&format!("disconnected: {what} (peers: {})", st.workers.len()));

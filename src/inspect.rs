@@ -106,6 +106,11 @@ pub fn to_json(path: &str, info: &ImageInfo) -> Value {
             "flags": format!("{:#o}", f.flags),
             "offset": f.offset,
             "cloexec": f.cloexec,
+            "inode": f.inode,
+            "shares": f.shares.map(|r| json!({ "pid": r.pid, "fd": r.fd })),
+            "queued_bytes": f.queued.iter().map(Vec::len).sum::<usize>(),
+            "queued_messages": f.queued.len(),
+            "socket": f.socket.as_ref().map(|k| json!({ "type": k.sock_type, "peer_inode": k.peer_inode })),
         })).collect::<Vec<_>>(),
     })
 }
@@ -155,7 +160,14 @@ pub fn to_text(path: &str, info: &ImageInfo) -> String {
     let _ = writeln!(s, "  file descriptors ({}):", m.fds.len());
     for f in &m.fds {
         let cloexec = if f.cloexec { " cloexec" } else { "" };
-        let _ = writeln!(s, "    {:>4} {:<10} flags {:#o}{cloexec} offset {:<8} {}", f.fd, format!("{:?}", f.kind), f.flags, f.offset, f.path);
+        let mut extra = String::new();
+        if let Some(r) = f.shares {
+            let _ = write!(extra, " (shared with pid {} fd {})", r.pid, r.fd);
+        }
+        if !f.queued.is_empty() {
+            let _ = write!(extra, " ({} bytes queued)", f.queued.iter().map(Vec::len).sum::<usize>());
+        }
+        let _ = writeln!(s, "    {:>4} {:<10} flags {:#o}{cloexec} offset {:<8} {}{extra}", f.fd, format!("{:?}", f.kind), f.flags, f.offset, f.path);
     }
     s
 }

@@ -8,3 +8,4 @@ pub mod inspect;
 pub mod locate;
 pub mod proctree;
 pub mod restore_fds;
+pub mod staging;

@@ -4,8 +4,10 @@
 
 use crate::cli::die;
 use dmtcp_engine::meta::{FdEntry, FdKind};
-use std::os::fd::{AsRawFd, IntoRawFd, RawFd};
+use std::os::fd::{AsRawFd, RawFd};
 use std::path::Path;
+
+pub use crate::staging::Staged;
 
 const PROG: &str = "dmtcp_restart";
 
@@ -35,56 +37,39 @@ pub fn dup_to(from: RawFd, to: RawFd) {
     unsafe { libc::close(from) };
 }
 
-/// Reopen one of the application's fds at its number and offset. Files that cannot be reopened
-/// (deleted, pipes and sockets, which are not restored yet) get /dev/null so the number stays taken.
-pub fn restore_fd(e: &FdEntry, quiet: bool, saved_files: &Path, put_back: &mut Vec<String>) {
+/// Open a regular file or device at the entry's path, access mode, flags and offset (None if it
+/// cannot be: deleted, gone, no permission).
+pub(crate) fn open_file(e: &FdEntry) -> Option<std::fs::File> {
     use std::os::unix::fs::OpenOptionsExt;
-    // Once per file: a second copy would replace the file the first fd was just opened on.
-    if e.kind == FdKind::File && !put_back.contains(&e.path) {
-        put_back_saved_file(e, saved_files, quiet);
-        put_back.push(e.path.clone());
+    if e.path.ends_with(" (deleted)") {
+        return None;
     }
     let keep = libc::O_APPEND | libc::O_NONBLOCK | libc::O_DIRECT | libc::O_NOATIME | libc::O_SYNC | libc::O_DSYNC;
     let acc = e.flags & libc::O_ACCMODE;
-    let opened = match e.kind {
-        FdKind::File | FdKind::CharDevice if !e.path.ends_with(" (deleted)") => std::fs::OpenOptions::new()
-            .read(acc == libc::O_RDONLY || acc == libc::O_RDWR)
-            .write(acc == libc::O_WRONLY || acc == libc::O_RDWR)
-            .custom_flags(e.flags & keep)
-            .open(&e.path)
-            .ok(),
-        _ => None,
-    };
-    let file = match opened {
-        Some(f) => {
-            if e.kind == FdKind::File && e.offset > 0 {
-                // SAFETY: lseek on the fd we just opened.
-                unsafe { libc::lseek(f.as_raw_fd(), e.offset as libc::off_t, libc::SEEK_SET) };
-            }
-            f
-        }
-        None => {
-            if !quiet {
-                eprintln!("{PROG}: fd {} ({}) cannot be restored; it is opened on /dev/null", e.fd, e.path);
-            }
-            match std::fs::OpenOptions::new().read(true).write(true).open("/dev/null") {
-                Ok(f) => f,
-                Err(err) => die(PROG, format!("cannot open /dev/null: {err}")),
-            }
-        }
-    };
-    let fd = file.into_raw_fd();
-    dup_to(fd, e.fd);
-    if e.cloexec {
-        // SAFETY: setting a flag on the application's fd.
-        unsafe { libc::fcntl(e.fd, libc::F_SETFD, libc::FD_CLOEXEC) };
+    let f = std::fs::OpenOptions::new()
+        .read(acc == libc::O_RDONLY || acc == libc::O_RDWR)
+        .write(acc == libc::O_WRONLY || acc == libc::O_RDWR)
+        .custom_flags(e.flags & keep)
+        .open(&e.path)
+        .ok()?;
+    if e.kind == FdKind::File && e.offset > 0 {
+        // SAFETY: lseek on the fd we just opened.
+        unsafe { libc::lseek(f.as_raw_fd(), e.offset as libc::off_t, libc::SEEK_SET) };
+    }
+    Some(f)
+}
+
+pub(crate) fn dev_null() -> std::fs::File {
+    match std::fs::OpenOptions::new().read(true).write(true).open("/dev/null") {
+        Ok(f) => f,
+        Err(err) => die(PROG, format!("cannot open /dev/null: {err}")),
     }
 }
 
 /// dmtcp_launch --ckpt-open-files saved the file's contents beside the image (see
 /// preload/src/open_files.rs): put them back where the file is gone, or over it when the launch
 /// also had --allow-file-overwrite.
-fn put_back_saved_file(e: &FdEntry, saved_files: &Path, quiet: bool) {
+pub(crate) fn put_back_saved_file(e: &FdEntry, saved_files: &Path, quiet: bool) {
     let saved = saved_files.join(e.fd.to_string());
     if e.path.ends_with(" (deleted)") || !saved.is_file() {
         return;

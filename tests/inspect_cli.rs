@@ -55,7 +55,7 @@ fn make_image(path: &Path, compression: Compression) {
             runs: vec![],
         },
     ];
-    let fd = |fd, kind, path: &str, flags, offset| FdEntry { fd, kind, path: path.into(), flags, offset, cloexec: false };
+    let fd = |fd, kind, path: &str, flags, offset| FdEntry::basic(fd, kind, path.into(), flags, offset, false);
     let meta = ProcessMeta {
         unique_pid: "abc-4242-1700000000".into(),
         prog: "counter".into(),

@@ -26,6 +26,46 @@ pub struct FdEntry {
     /// File offset from /proc/self/fdinfo.
     pub offset: u64,
     pub cloexec: bool,
+    /// Identity of the object, unique on the host while it is open: st_ino of a pipe or socket
+    /// (the N of `pipe:[N]`), so that a restart gives every process that held one the same new one.
+    pub inode: u64,
+    /// The same open file description (one offset, one set of flags) as an fd listed earlier:
+    /// in this process's own table, or in its parent's (fork shares them). Restart opens the
+    /// description once and hands it to every holder.
+    pub shares: Option<FdRef>,
+    /// What was queued for reading, left in place at checkpoint (peeked, not consumed) and put
+    /// back into the new object at restart: one chunk for a pipe or stream socket, one per
+    /// message for a datagram or seqpacket socket.
+    pub queued: Vec<Vec<u8>>,
+    /// Sockets: the other end of a connected UNIX socket (its inode), type and state.
+    pub socket: Option<SocketInfo>,
+    /// Pipes: the capacity (F_GETPIPE_SZ), 0 if unknown.
+    pub pipe_size: u32,
+}
+
+/// One fd of one process: `pid` as it was at checkpoint time.
+#[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FdRef {
+    pub pid: u32,
+    pub fd: i32,
+}
+
+/// A UNIX-domain socket (other families are not restored yet and carry no SocketInfo).
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct SocketInfo {
+    /// SOCK_STREAM, SOCK_DGRAM or SOCK_SEQPACKET.
+    pub sock_type: i32,
+    /// The inode of the connected peer (a socketpair's other end), if any.
+    pub peer_inode: Option<u64>,
+    /// The bound address (sun_path bytes; an abstract name starts with NUL), if any.
+    pub name: Option<Vec<u8>>,
+}
+
+impl FdEntry {
+    /// An entry with no sharing, inode or queued data (what /proc alone tells).
+    pub fn basic(fd: i32, kind: FdKind, path: String, flags: i32, offset: u64, cloexec: bool) -> FdEntry {
+        FdEntry { fd, kind, path, flags, offset, cloexec, inode: 0, shares: None, queued: Vec::new(), socket: None, pipe_size: 0 }
+    }
 }
 
 /// Everything about the process that the restart loader does not need but the tools do.
@@ -58,9 +98,131 @@ pub struct ProcessMeta {
     pub gzip: bool,
 }
 
+impl ProcessMeta {
+    /// Decode the metadata of an image of format minor version `minor`.
+    pub fn decode(bytes: &[u8], minor: u16) -> Result<ProcessMeta, postcard::Error> {
+        if minor >= 2 {
+            postcard::from_bytes(bytes)
+        } else {
+            postcard::from_bytes::<v1::ProcessMeta>(bytes).map(ProcessMeta::from)
+        }
+    }
+}
+
+/// The metadata of format 1.0 and 1.1 images (fd entries without sharing, inodes or queued data).
+mod v1 {
+    use serde::Deserialize;
+
+    #[derive(Deserialize)]
+    #[cfg_attr(test, derive(serde::Serialize))]
+    pub struct FdEntry {
+        pub fd: i32,
+        pub kind: super::FdKind,
+        pub path: String,
+        pub flags: i32,
+        pub offset: u64,
+        pub cloexec: bool,
+    }
+
+    #[derive(Deserialize)]
+    #[cfg_attr(test, derive(serde::Serialize))]
+    pub struct ProcessMeta {
+        pub unique_pid: String,
+        pub prog: String,
+        pub argv: Vec<String>,
+        pub pid: u32,
+        pub ppid: u32,
+        pub hostname: String,
+        pub cwd: String,
+        pub exe: String,
+        pub ckpt_time: u64,
+        pub generation: u64,
+        pub kernel_release: String,
+        pub libc_version: String,
+        pub fds: Vec<FdEntry>,
+        pub coord_fd: i32,
+        pub coord_host: String,
+        pub coord_port: u16,
+        pub ckpt_dir: String,
+        pub gzip: bool,
+    }
+}
+
+impl From<v1::ProcessMeta> for ProcessMeta {
+    fn from(m: v1::ProcessMeta) -> ProcessMeta {
+        ProcessMeta {
+            unique_pid: m.unique_pid,
+            prog: m.prog,
+            argv: m.argv,
+            pid: m.pid,
+            ppid: m.ppid,
+            hostname: m.hostname,
+            cwd: m.cwd,
+            exe: m.exe,
+            ckpt_time: m.ckpt_time,
+            generation: m.generation,
+            kernel_release: m.kernel_release,
+            libc_version: m.libc_version,
+            fds: m.fds.into_iter().map(|e| FdEntry::basic(e.fd, e.kind, e.path, e.flags, e.offset, e.cloexec)).collect(),
+            coord_fd: m.coord_fd,
+            coord_host: m.coord_host,
+            coord_port: m.coord_port,
+            ckpt_dir: m.ckpt_dir,
+            gzip: m.gzip,
+        }
+    }
+}
+
 /// Where `dmtcp_launch --ckpt-open-files` keeps the contents of the files open at checkpoint
 /// time: `<image name without .dmtcp>_files/<fd>` beside the image (DMTCP's layout).
 pub fn saved_files_dir(image: &std::path::Path) -> std::path::PathBuf {
     let name = image.file_name().and_then(|n| n.to_str()).unwrap_or("ckpt");
     image.with_file_name(format!("{}_files", name.strip_suffix(".dmtcp").unwrap_or(name)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn old_meta() -> v1::ProcessMeta {
+        v1::ProcessMeta {
+            unique_pid: "u".into(),
+            prog: "p".into(),
+            argv: vec!["p".into(), "x".into()],
+            pid: 10,
+            ppid: 1,
+            hostname: "h".into(),
+            cwd: "/".into(),
+            exe: "/bin/p".into(),
+            ckpt_time: 5,
+            generation: 2,
+            kernel_release: "6.1".into(),
+            libc_version: "2.36".into(),
+            fds: vec![v1::FdEntry { fd: 3, kind: FdKind::Pipe, path: "pipe:[7]".into(), flags: 1, offset: 0, cloexec: true }],
+            coord_fd: 821,
+            coord_host: "localhost".into(),
+            coord_port: 7779,
+            ckpt_dir: "/tmp".into(),
+            gzip: true,
+        }
+    }
+
+    #[test]
+    fn metadata_of_format_1_1_still_decodes() {
+        let bytes = postcard::to_allocvec(&old_meta()).unwrap();
+        let m = ProcessMeta::decode(&bytes, 1).unwrap();
+        assert_eq!(m.fds, vec![FdEntry::basic(3, FdKind::Pipe, "pipe:[7]".into(), 1, 0, true)]);
+        assert_eq!((m.pid, m.coord_fd, m.gzip, m.argv.len()), (10, 821, true, 2));
+    }
+
+    #[test]
+    fn metadata_of_format_1_2_round_trips() {
+        let mut m = ProcessMeta::from(old_meta());
+        m.fds[0].inode = 7;
+        m.fds[0].queued = vec![b"abc".to_vec(), vec![0; 5]];
+        m.fds[0].shares = Some(FdRef { pid: 1, fd: 4 });
+        m.fds[0].socket = Some(SocketInfo { sock_type: 5, peer_inode: Some(8), name: None });
+        let bytes = postcard::to_allocvec(&m).unwrap();
+        assert_eq!(ProcessMeta::decode(&bytes, 2).unwrap(), m);
+    }
 }

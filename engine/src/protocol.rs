@@ -95,6 +95,8 @@ pub enum ToCoord {
     RequestCheckpoint,
     /// dmtcp_command.
     Command(Command),
+    /// Every thread of this process is parked for checkpoint `generation`.
+    Suspended { generation: u64 },
 }
 
 /// Messages from the coordinator.
@@ -113,6 +115,11 @@ pub enum FromCoord {
     /// Terminate (dmtcp_command --kill, or --kcheckpoint after the images are written).
     Kill,
     Reply(CommandReply),
+    /// Every process of round `generation` is suspended: what sits in pipes and sockets between
+    /// them can be read now, before the images are written.
+    AllSuspended {
+        generation: u64,
+    },
 }
 
 pub fn send<W: Write, T: Serialize>(w: &mut W, msg: &T) -> Result<(), ProtocolError> {

@@ -7,7 +7,7 @@ use crate::{ckpt, config, threads};
 use core::sync::atomic::Ordering::Acquire;
 use dmtcp_engine::image::writer::{self, AreaToWrite, Compression, ImageContents};
 use dmtcp_engine::meta::ProcessMeta;
-use dmtcp_engine::procfs::{fds, maps, pagemap};
+use dmtcp_engine::procfs::{fd_state, fds, maps, pagemap};
 use dmtcp_layout::*;
 use std::path::PathBuf;
 
@@ -139,7 +139,8 @@ pub fn write_checkpoint(generation: u64, dir_override: Option<&str>) -> Result<S
     let page = page_size();
     // The fd table first: the image file must not appear in it.
     let coord_fd = ckpt::COORD_FD.load(Acquire);
-    let fd_table = fds::read_self_fds(&[coord_fd]).map_err(|e| format!("cannot read /proc/self/fd: {e}"))?;
+    let mut fd_table = fds::read_self_fds(&[coord_fd]).map_err(|e| format!("cannot read /proc/self/fd: {e}"))?;
+    fd_state::complete(&mut fd_table);
     let entries = maps::read_self_maps().map_err(|e| format!("cannot read /proc/self/maps: {e}"))?;
     let mut header = FileHeader::new_for(dmtcp_arch::CPU, dmtcp_arch::WORD_BITS, page as u32);
     let (mut areas, unprotect) = collect_areas(&entries, page, &mut header)?;

@@ -313,6 +313,7 @@ fn checkpoint_round(stream: &mut TcpStream, generation: u64, ckpt_dir: Option<St
     close_gate();
     let n = threads::suspend_all(cfg.ckpt_signal);
     NUM_PARKED.store(n, Release);
+    wait_all_suspended(stream, generation);
     // Counted before writing, so the image (and a process restored from it) includes this
     // checkpoint; taken back below if the write fails. No application thread runs to see it.
     NUM_CHECKPOINTS.fetch_add(1, AcqRel);
@@ -353,6 +354,22 @@ fn checkpoint_round(stream: &mut TcpStream, generation: u64, ckpt_dir: Option<St
     open_gate();
     notify_waiters();
     plugin::deliver(plugin::EVENT_RUNNING, 0);
+}
+
+/// Barrier: what is queued in a pipe or socket between two processes is read only once neither
+/// of them runs. A coordinator that goes away ends the wait (this image is written anyway).
+fn wait_all_suspended(stream: &mut TcpStream, generation: u64) {
+    if protocol::send(stream, &ToCoord::Suspended { generation }).is_err() {
+        return;
+    }
+    loop {
+        match protocol::recv::<_, FromCoord>(stream) {
+            Ok(FromCoord::AllSuspended { generation: g }) if g == generation => return,
+            Ok(FromCoord::Kill) => kill_process(),
+            Ok(_) => {}
+            Err(_) => return,
+        }
+    }
 }
 
 /// In the restored process, on the checkpoint thread: dmtcp_restart put a fresh coordinator

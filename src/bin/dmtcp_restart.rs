@@ -11,7 +11,8 @@ use dmtcp_rs::cli::{die, fail_rc, parse_args};
 use dmtcp_rs::coord_client::{self, CoordMode};
 use dmtcp_rs::locate;
 use dmtcp_rs::proctree;
-use dmtcp_rs::restore_fds::{close_others, dup_at_least, dup_to, restore_fd};
+use dmtcp_rs::restore_fds::{close_others, dup_at_least, dup_to};
+use dmtcp_rs::staging::{ImageFds, Staged};
 use std::os::fd::{IntoRawFd, RawFd};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -244,7 +245,7 @@ fn exe_fd(meta: &dmtcp_engine::meta::ProcessMeta, top: RawFd) -> Option<RawFd> {
 }
 
 /// Become the restarted process of `img`: put its fds in place and exec the loader.
-fn restart_one(args: &Args, addr: &coord_client::CoordAddr, img: Prepared) -> ! {
+fn restart_one(args: &Args, addr: &coord_client::CoordAddr, staged: &Staged, index: usize, img: Prepared) -> ! {
     let loader = locate::restart_loader_for(img.info.header.cpu().unwrap_or(dmtcp_arch::CPU)).unwrap_or_else(|e| die(PROG, e));
     let meta = &img.info.meta;
     let coord = coord_client::connect(addr).unwrap_or_else(|e| die(PROG, e));
@@ -260,12 +261,7 @@ fn restart_one(args: &Args, addr: &coord_client::CoordAddr, img: Prepared) -> ! 
             eprintln!("{PROG}: cannot change to the checkpointed working directory {}: {e}", meta.cwd);
         }
     }
-    let quiet = args.quiet > 0;
-    let saved_files = dmtcp_engine::meta::saved_files_dir(&img.path);
-    let mut put_back = Vec::new();
-    for e in meta.fds.iter().filter(|e| e.fd > 2) {
-        restore_fd(e, quiet, &saved_files, &mut put_back);
-    }
+    staged.place(index, meta);
     let mut keep: Vec<RawFd> = meta.fds.iter().map(|e| e.fd).collect();
     if meta.coord_fd >= 0 {
         dup_to(coord_fd, meta.coord_fd);
@@ -333,10 +329,16 @@ fn main() {
     // exit code is ours); the other roots run detached.
     let procs: Vec<(String, u32, u32)> = images.iter().map(|i| (i.info.meta.hostname.clone(), i.info.meta.pid, i.info.meta.ppid)).collect();
     let mut roots = proctree::forest(&procs);
+    // Every open file description is made here, once, before anything forks: the processes that
+    // shared one (a pipe, a socketpair, an inherited file) share it again.
+    let fds: Vec<ImageFds<'_>> =
+        images.iter().map(|i| ImageFds { meta: &i.info.meta, saved_files: dmtcp_engine::meta::saved_files_dir(&i.path) }).collect();
+    let staged = Staged::build(&fds, args.quiet > 0);
+    drop(fds);
     let mut slots: Vec<Option<Prepared>> = images.drain(..).map(Some).collect();
     let last = roots.pop().unwrap_or_else(|| die(PROG, "no image given"));
     for root in &roots {
-        detached(|| restart_subtree(&args, &addr, &mut slots, root));
+        detached(|| restart_subtree(&args, &addr, &staged, &mut slots, root));
     }
     // The root gets its old pid too when the kernel allows: then this process stays in front of
     // it (exit code, signals). Otherwise it becomes the root here, with this pid.
@@ -345,17 +347,18 @@ fn main() {
         match proctree::fork_exact(root_pid) {
             Ok(proctree::Forked::Child { .. }) => {
                 proctree::die_with_parent();
-                restart_subtree(&args, &addr, &mut slots, &last)
+                restart_subtree(&args, &addr, &staged, &mut slots, &last)
             }
             Ok(proctree::Forked::Parent { pid }) => {
                 // The images (a decompressed one is a memfd as big as the process) are the child's now.
                 slots.clear();
+                staged.close_all();
                 proctree::wait_forwarding(pid)
             }
             Err(_) => {}
         }
     }
-    restart_subtree(&args, &addr, &mut slots, &last)
+    restart_subtree(&args, &addr, &staged, &mut slots, &last)
 }
 
 /// A restarted child that led its own session or process group at checkpoint time does so again
@@ -378,7 +381,7 @@ fn rejoin_group_and_session(h: &dmtcp_layout::FileHeader, old_pid: u32) {
 }
 
 /// Fork the children of `node` (each restarting its own subtree), then become `node`'s process.
-fn restart_subtree(args: &Args, addr: &coord_client::CoordAddr, slots: &mut [Option<Prepared>], node: &proctree::Node) -> ! {
+fn restart_subtree(args: &Args, addr: &coord_client::CoordAddr, staged: &Staged, slots: &mut [Option<Prepared>], node: &proctree::Node) -> ! {
     for child in &node.children {
         let old_pid = slots[child.index].as_ref().map_or(0, |p| p.info.meta.pid);
         match proctree::fork_with_pid(old_pid) {
@@ -389,12 +392,12 @@ fn restart_subtree(args: &Args, addr: &coord_client::CoordAddr, slots: &mut [Opt
                 if let Some(img) = slots[child.index].as_ref() {
                     rejoin_group_and_session(&img.info.header, old_pid);
                 }
-                restart_subtree(args, addr, slots, child)
+                restart_subtree(args, addr, staged, slots, child)
             }
             Ok(proctree::Forked::Parent { .. }) => {}
             Err(e) => die(PROG, format!("cannot fork the restarted process {old_pid}: {e}")),
         }
     }
     let Some(img) = slots[node.index].take() else { die(PROG, "internal error: an image restarted twice") };
-    restart_one(args, addr, img)
+    restart_one(args, addr, staged, node.index, img)
 }

@@ -118,7 +118,7 @@ fn read_front(r: &mut dyn Read, path: &Path, compressed: bool, file_len: u64) ->
     if crc32(&meta_bytes) != header.meta_crc {
         return Err(layout(LayoutError::BadChecksum { what: "process metadata" }));
     }
-    let meta: ProcessMeta = postcard::from_bytes(&meta_bytes).map_err(|e| corrupted(path, format!("undecodable process metadata ({e})")))?;
+    let meta = ProcessMeta::decode(&meta_bytes, header.minor).map_err(|e| corrupted(path, format!("undecodable process metadata ({e})")))?;
     // check_layout made every table lie inside `tables`; `get` keeps that from being a panic.
     let table = |off: u64, n: u64, size: usize| -> Result<std::slice::ChunksExact<'_, u8>, ImageError> {
         let s = (off - header.threads_off) as usize;

@@ -99,7 +99,7 @@ pub fn read_self_fds(skip: &[i32]) -> io::Result<Vec<FdEntry>> {
         let path = target.to_string_lossy().into_owned();
         let kind = kind_of(fd, &path);
         let (offset, flags) = fdinfo(fd);
-        out.push(FdEntry { fd, kind, path, flags: flags & !libc::O_CLOEXEC, offset, cloexec: flags & libc::O_CLOEXEC != 0 });
+        out.push(FdEntry::basic(fd, kind, path, flags & !libc::O_CLOEXEC, offset, flags & libc::O_CLOEXEC != 0));
     }
     Ok(out)
 }

@@ -1,3 +1,5 @@
+pub mod fd_state;
 pub mod fds;
 pub mod maps;
 pub mod pagemap;
+pub mod unix_diag;

@@ -1,0 +1,256 @@
+//! What an fd table entry needs beyond /proc/self/fd and fdinfo, read while every process of the
+//! computation is suspended: the inode of pipes and sockets, the bytes queued in them (peeked,
+//! never consumed, so the running computation loses nothing), UNIX socket peers, and which fds
+//! share one open file description with an earlier fd or with the parent's (kcmp).
+//!
+//! Runs on the checkpoint thread while the application's threads are parked: it allocates (our
+//! own allocator) but takes no glibc lock.
+
+use super::unix_diag;
+use crate::meta::{FdEntry, FdKind, FdRef, SocketInfo};
+use std::io;
+
+/// Largest amount of queued data kept per fd; a pipe or socket holding more (a raised
+/// F_SETPIPE_SZ, a huge socket buffer) keeps only this much, with the rest left in the live object.
+pub const MAX_QUEUED: usize = 16 << 20;
+
+const KCMP_FILE: libc::c_int = 0;
+
+/// Fill in inode, queued data, socket details and sharing for `entries` (this process's table).
+pub fn complete(entries: &mut [FdEntry]) {
+    for e in entries.iter_mut() {
+        match e.kind {
+            FdKind::Pipe => {
+                e.inode = inode_of(e.fd);
+                // SAFETY: fcntl F_GETPIPE_SZ only reads a property of the pipe.
+                e.pipe_size = u32::try_from(unsafe { libc::fcntl(e.fd, libc::F_GETPIPE_SZ) }).unwrap_or(0);
+                if reads(e.flags) {
+                    e.queued = peek_pipe(e.fd, e.pipe_size as usize).map(|d| vec![d]).unwrap_or_default();
+                }
+            }
+            FdKind::Socket => {
+                e.inode = inode_of(e.fd);
+                if let Ok(Some(info)) = unix_diag::query(e.inode) {
+                    let sock_type = i32::from(info.sock_type);
+                    e.socket = Some(SocketInfo { sock_type, peer_inode: info.peer_inode, name: info.name });
+                    e.queued = peek_socket(e.fd, sock_type).unwrap_or_default();
+                }
+            }
+            _ => {}
+        }
+        e.queued.retain(|chunk| !chunk.is_empty());
+    }
+    find_shared(entries);
+}
+
+/// Can this fd read (O_RDONLY or O_RDWR)?
+pub fn reads(flags: i32) -> bool {
+    let acc = flags & libc::O_ACCMODE;
+    acc == libc::O_RDONLY || acc == libc::O_RDWR
+}
+
+fn inode_of(fd: i32) -> u64 {
+    // SAFETY: stat is plain data that fstat fills.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: a valid pointer to st.
+    if unsafe { libc::fstat(fd, &mut st) } == 0 {
+        st.st_ino as u64
+    } else {
+        0
+    }
+}
+
+/// The bytes in the pipe read through `fd`, copied with tee(2) into a scratch pipe: the pipe
+/// itself keeps them.
+pub fn peek_pipe(fd: i32, capacity: usize) -> io::Result<Vec<u8>> {
+    let mut scratch = [0i32; 2];
+    // SAFETY: room for two fds; both are closed below.
+    if unsafe { libc::pipe2(scratch.as_mut_ptr(), libc::O_NONBLOCK | libc::O_CLOEXEC) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let want = capacity.clamp(4096, MAX_QUEUED);
+    // SAFETY: sizing our own scratch pipe; a smaller result only limits what tee copies.
+    unsafe { libc::fcntl(scratch[1], libc::F_SETPIPE_SZ, want as libc::c_int) };
+    // SAFETY: tee between two pipe fds, without blocking.
+    let n = unsafe { libc::tee(fd, scratch[1], want, libc::SPLICE_F_NONBLOCK) };
+    let result = if n < 0 {
+        let err = io::Error::last_os_error();
+        if err.raw_os_error() == Some(libc::EAGAIN) {
+            Ok(Vec::new())
+        } else {
+            Err(err)
+        }
+    } else {
+        let mut data = vec![0u8; n as usize];
+        let mut got = 0;
+        while got < data.len() {
+            // SAFETY: reading into the unfilled tail of `data`.
+            let r = unsafe { libc::read(scratch[0], data[got..].as_mut_ptr().cast(), data.len() - got) };
+            if r <= 0 {
+                break;
+            }
+            got += r as usize;
+        }
+        data.truncate(got);
+        Ok(data)
+    };
+    // SAFETY: closing the scratch pipe made above.
+    unsafe {
+        libc::close(scratch[0]);
+        libc::close(scratch[1]);
+    }
+    result
+}
+
+/// The messages (datagram, seqpacket) or bytes (stream) queued on a socket, read with MSG_PEEK:
+/// the socket keeps them. SO_PEEK_OFF walks past one message after another.
+pub fn peek_socket(fd: i32, sock_type: i32) -> io::Result<Vec<Vec<u8>>> {
+    let mut queued: libc::c_int = 0;
+    // SAFETY: FIONREAD writes one int.
+    if unsafe { libc::ioctl(fd, libc::FIONREAD, &mut queued) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    if queued <= 0 {
+        return Ok(Vec::new());
+    }
+    let flags = libc::MSG_PEEK | libc::MSG_DONTWAIT;
+    if sock_type == libc::SOCK_STREAM {
+        let mut buf = vec![0u8; (queued as usize).min(MAX_QUEUED)];
+        // SAFETY: receiving into our buffer of buf.len() bytes.
+        let n = unsafe { libc::recv(fd, buf.as_mut_ptr().cast(), buf.len(), flags) };
+        if n < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        buf.truncate(n as usize);
+        return Ok(vec![buf]);
+    }
+    let set_peek_off = |v: libc::c_int| {
+        // SAFETY: SO_PEEK_OFF takes one int.
+        unsafe { libc::setsockopt(fd, libc::SOL_SOCKET, libc::SO_PEEK_OFF, (&v as *const libc::c_int).cast(), 4) }
+    };
+    if set_peek_off(0) != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let mut out = Vec::new();
+    let mut total = 0usize;
+    let mut buf = vec![0u8; 1 << 16];
+    loop {
+        // SAFETY: receiving into our buffer; MSG_TRUNC reports a longer message's real length.
+        let n = unsafe { libc::recv(fd, buf.as_mut_ptr().cast(), buf.len(), flags | libc::MSG_TRUNC) };
+        if n < 0 {
+            break;
+        }
+        let n = n as usize;
+        if n > buf.len() {
+            // Longer than the buffer: grow and read this message again from its start.
+            let back = libc::c_int::try_from(total).unwrap_or(libc::c_int::MAX);
+            buf.resize(n.min(MAX_QUEUED), 0);
+            if set_peek_off(back) != 0 || n > MAX_QUEUED {
+                break;
+            }
+            continue;
+        }
+        total += n;
+        out.push(buf[..n].to_vec());
+        if total >= MAX_QUEUED || n == 0 {
+            break;
+        }
+    }
+    set_peek_off(-1);
+    Ok(out)
+}
+
+fn kcmp_file(pid1: libc::pid_t, pid2: libc::pid_t, fd1: i32, fd2: i32) -> bool {
+    // SAFETY: kcmp only compares kernel objects; it writes no memory of ours.
+    unsafe { libc::syscall(libc::SYS_kcmp, pid1, pid2, KCMP_FILE, fd1 as libc::c_ulong, fd2 as libc::c_ulong) == 0 }
+}
+
+/// Mark each entry that shares its open file description with an earlier entry of this process
+/// or with an fd of the parent process.
+fn find_shared(entries: &mut [FdEntry]) {
+    // SAFETY: getpid/getppid have no memory effects.
+    let (me, parent) = unsafe { (libc::getpid(), libc::getppid()) };
+    let parent_fds = parent_table(parent);
+    for i in 0..entries.len() {
+        let (earlier, rest) = entries.split_at_mut(i);
+        let e = &mut rest[0];
+        if let Some(j) = earlier.iter().find(|o| o.kind == e.kind && o.path == e.path && kcmp_file(me, me, e.fd, o.fd)) {
+            e.shares = Some(FdRef { pid: me as u32, fd: j.fd });
+            continue;
+        }
+        if let Some((pfd, _)) = parent_fds.iter().find(|(pfd, path)| *path == e.path && kcmp_file(me, parent, e.fd, *pfd)) {
+            e.shares = Some(FdRef { pid: parent as u32, fd: *pfd });
+        }
+    }
+}
+
+/// The parent's fds with what they point to ("pipe:[N]", a path), lowest first; empty if the
+/// parent's table cannot be read.
+fn parent_table(parent: libc::pid_t) -> Vec<(i32, String)> {
+    if parent <= 1 {
+        return Vec::new();
+    }
+    let dir = format!("/proc/{parent}/fd");
+    let Ok(fds) = super::fds::list_numeric_dir(&dir) else { return Vec::new() };
+    fds.into_iter().filter_map(|fd| Some((fd, std::fs::read_link(format!("{dir}/{fd}")).ok()?.to_string_lossy().into_owned()))).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+    use std::os::fd::AsRawFd;
+
+    #[test]
+    fn a_pipe_keeps_its_bytes_when_peeked() {
+        let (r, mut w) = std::io::pipe().unwrap();
+        w.write_all(b"in flight").unwrap();
+        let entries = crate::procfs::fds::read_self_fds(&[]).unwrap();
+        let mut mine: Vec<FdEntry> = entries.into_iter().filter(|e| e.fd == r.as_raw_fd() || e.fd == w.as_raw_fd()).collect();
+        complete(&mut mine);
+        let read_end = mine.iter().find(|e| e.fd == r.as_raw_fd()).unwrap();
+        let write_end = mine.iter().find(|e| e.fd == w.as_raw_fd()).unwrap();
+        assert_eq!(read_end.queued, vec![b"in flight".to_vec()]);
+        assert!(write_end.queued.is_empty(), "the write end cannot be read");
+        assert_eq!(read_end.inode, write_end.inode);
+        assert!(read_end.pipe_size >= 4096);
+        // Still there for the reader.
+        let mut back = [0u8; 9];
+        std::io::Read::read_exact(&mut &r, &mut back).unwrap();
+        assert_eq!(&back, b"in flight");
+        assert_eq!(peek_pipe(r.as_raw_fd(), 65536).unwrap(), Vec::<u8>::new());
+    }
+
+    #[test]
+    fn socket_queues_are_peeked_per_message() {
+        let (a, b) = std::os::unix::net::UnixDatagram::pair().unwrap();
+        a.send(b"one").unwrap();
+        a.send(b"second").unwrap();
+        let msgs = peek_socket(b.as_raw_fd(), libc::SOCK_DGRAM).unwrap();
+        assert_eq!(msgs, vec![b"one".to_vec(), b"second".to_vec()]);
+        let mut buf = [0u8; 16];
+        assert_eq!(b.recv(&mut buf).unwrap(), 3, "the first message is still queued");
+        let (mut s, t) = std::os::unix::net::UnixStream::pair().unwrap();
+        s.write_all(b"abc").unwrap();
+        s.write_all(b"def").unwrap();
+        assert_eq!(peek_socket(t.as_raw_fd(), libc::SOCK_STREAM).unwrap(), vec![b"abcdef".to_vec()]);
+    }
+
+    #[test]
+    fn dup_shares_and_reopen_does_not() {
+        let path = std::env::temp_dir().join(format!("dmtcp-fd-state-{}", std::process::id()));
+        let f = std::fs::File::create(&path).unwrap();
+        let dup = f.try_clone().unwrap();
+        let other = std::fs::File::open(&path).unwrap();
+        let fds = [f.as_raw_fd(), dup.as_raw_fd(), other.as_raw_fd()];
+        let mut mine: Vec<FdEntry> = crate::procfs::fds::read_self_fds(&[]).unwrap().into_iter().filter(|e| fds.contains(&e.fd)).collect();
+        complete(&mut mine);
+        let shares = |fd| mine.iter().find(|e| e.fd == fd).unwrap().shares;
+        // SAFETY: getpid has no preconditions.
+        let me = unsafe { libc::getpid() } as u32;
+        assert_eq!(shares(f.as_raw_fd()), None);
+        assert_eq!(shares(dup.as_raw_fd()), Some(FdRef { pid: me, fd: f.as_raw_fd() }));
+        assert_eq!(shares(other.as_raw_fd()), None, "a second open() is another description");
+        std::fs::remove_file(&path).unwrap();
+    }
+}

@@ -1,0 +1,345 @@
+//! Open file descriptions for a whole restart, made once in dmtcp_restart before it forks the
+//! process tree, so that processes that shared one at checkpoint time share one again: a pipe
+//! between parent and child (with the bytes that were in it), a socketpair (with what was queued
+//! on each end), a file one process opened and its children inherited (one offset for all).
+//!
+//! Every description is "staged" at a number above all the restored programs' fds; each
+//! restarted process dups the ones it had to their numbers ([`Staged::place`]) and closes the
+//! rest before it becomes the loader.
+
+use crate::restore_fds::{dev_null, dup_at_least, open_file, put_back_saved_file};
+use dmtcp_engine::meta::{FdEntry, FdKind, ProcessMeta};
+use std::collections::HashMap;
+use std::os::fd::{IntoRawFd, RawFd};
+use std::path::PathBuf;
+
+const PROG: &str = "dmtcp_restart";
+
+/// One image's part in the restart.
+pub struct ImageFds<'a> {
+    pub meta: &'a ProcessMeta,
+    /// Where `--ckpt-open-files` saved its files (meta::saved_files_dir).
+    pub saved_files: PathBuf,
+}
+
+/// The staged descriptions, by (image index, fd number).
+#[derive(Default)]
+pub struct Staged {
+    by_entry: HashMap<(usize, i32), RawFd>,
+    all: Vec<RawFd>,
+}
+
+/// (host, pid at checkpoint, fd): an fd anywhere in the computation restarted here.
+type GlobalFd<'a> = (&'a str, u32, i32);
+
+struct Builder<'a> {
+    images: &'a [ImageFds<'a>],
+    quiet: bool,
+    /// Staged fds go at or above this number.
+    top: RawFd,
+    staged: Staged,
+    by_root: HashMap<(usize, i32), RawFd>,
+    /// Anonymous pipes by (host, inode): (read end, write end).
+    pipes: HashMap<(&'a str, u64), (RawFd, RawFd)>,
+    /// Named FIFOs by path: an O_RDWR anchor, so that opening either end never blocks.
+    fifos: HashMap<&'a str, RawFd>,
+    /// UNIX sockets by (host, inode): the new socket of each end of a recreated pair.
+    sockets: HashMap<(&'a str, u64), RawFd>,
+    put_back: Vec<String>,
+}
+
+impl Staged {
+    /// Make every description the images need. Never fails: what cannot be recreated is opened
+    /// on /dev/null (with a warning unless `quiet`), so that its number stays taken.
+    pub fn build(images: &[ImageFds<'_>], quiet: bool) -> Staged {
+        let top = images.iter().flat_map(|i| i.meta.fds.iter().map(|e| e.fd).chain([i.meta.coord_fd])).max().unwrap_or(2).max(2) + 1;
+        let limit = raise_fd_limit();
+        let mut b = Builder {
+            images,
+            quiet,
+            top,
+            staged: Staged::default(),
+            by_root: HashMap::new(),
+            pipes: HashMap::new(),
+            fifos: HashMap::new(),
+            sockets: HashMap::new(),
+            put_back: Vec::new(),
+        };
+        let index: HashMap<GlobalFd<'_>, (usize, usize)> = images
+            .iter()
+            .enumerate()
+            .flat_map(|(i, img)| img.meta.fds.iter().enumerate().map(move |(j, e)| ((img.meta.hostname.as_str(), img.meta.pid, e.fd), (i, j))))
+            .collect();
+        for (i, img) in images.iter().enumerate() {
+            for e in img.meta.fds.iter().filter(|e| e.fd > 2) {
+                let (ri, rj) = root_of(images, &index, i, e);
+                let root = &images[ri].meta.fds[rj];
+                let fd = match b.by_root.get(&(ri, root.fd)) {
+                    Some(&fd) => fd,
+                    None => {
+                        let fd = b.create(ri, root);
+                        b.by_root.insert((ri, root.fd), fd);
+                        fd
+                    }
+                };
+                b.staged.by_entry.insert((i, e.fd), fd);
+            }
+        }
+        b.staged.all.extend(b.pipes.values().flat_map(|&(r, w)| [r, w]));
+        b.staged.all.extend(b.fifos.values().copied());
+        b.staged.all.extend(b.sockets.values().copied());
+        b.staged.all.extend(b.by_root.values().copied());
+        b.staged.all.sort_unstable();
+        b.staged.all.dedup();
+        if let Some(lim) = limit {
+            // The restored programs get the limit they had; the staged fds stay valid above it.
+            // SAFETY: setrlimit with the values getrlimit returned.
+            unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &lim) };
+        }
+        b.staged
+    }
+
+    /// In the restarted process of image `image`: put each of its fds (above 2) at its number,
+    /// with its close-on-exec flag. The staged originals stay open (close_others ends them).
+    pub fn place(&self, image: usize, meta: &ProcessMeta) {
+        for e in meta.fds.iter().filter(|e| e.fd > 2) {
+            let Some(&from) = self.by_entry.get(&(image, e.fd)) else { continue };
+            // SAFETY: dup2 onto a number the restored process owns; `from` stays open.
+            if unsafe { libc::dup2(from, e.fd) } < 0 {
+                crate::cli::die(PROG, format!("cannot place file descriptor {}: {}", e.fd, std::io::Error::last_os_error()));
+            }
+            if e.cloexec {
+                // SAFETY: setting a flag on the application's fd.
+                unsafe { libc::fcntl(e.fd, libc::F_SETFD, libc::FD_CLOEXEC) };
+            }
+        }
+    }
+
+    /// In a process that restores none of them (dmtcp_restart waiting in front of the root):
+    /// its copies must not keep pipes open (a reader would never see end-of-file).
+    pub fn close_all(&self) {
+        for &fd in &self.all {
+            // SAFETY: closing our own staged fds; nothing in this process uses them any more.
+            unsafe { libc::close(fd) };
+        }
+    }
+}
+
+/// Follow `shares` from entry `e` of image `i` to the first holder of its description among the
+/// images restarted here.
+fn root_of(images: &[ImageFds<'_>], index: &HashMap<GlobalFd<'_>, (usize, usize)>, i: usize, e: &FdEntry) -> (usize, usize) {
+    let host = images[i].meta.hostname.as_str();
+    let mut at = (i, images[i].meta.fds.iter().position(|x| x.fd == e.fd).unwrap_or(0));
+    for _ in 0..64 {
+        let cur = &images[at.0].meta.fds[at.1];
+        match cur.shares.and_then(|r| index.get(&(host, r.pid, r.fd))) {
+            Some(&next) if next != at => at = next,
+            _ => break,
+        }
+    }
+    at
+}
+
+/// The first non-empty queued data recorded for (host, inode) by any image.
+fn queued_for<'a>(images: &'a [ImageFds<'a>], host: &str, inode: u64) -> &'a [Vec<u8>] {
+    images
+        .iter()
+        .filter(|i| i.meta.hostname == host)
+        .flat_map(|i| i.meta.fds.iter())
+        .find(|e| e.inode == inode && !e.queued.is_empty() && matches!(e.kind, FdKind::Pipe | FdKind::Socket))
+        .map_or(&[], |e| e.queued.as_slice())
+}
+
+fn set_nonblock(fd: RawFd, on: bool) {
+    // SAFETY: F_GETFL/F_SETFL on our own fd.
+    unsafe {
+        let fl = libc::fcntl(fd, libc::F_GETFL);
+        if fl >= 0 {
+            libc::fcntl(fd, libc::F_SETFL, if on { fl | libc::O_NONBLOCK } else { fl & !libc::O_NONBLOCK });
+        }
+    }
+}
+
+/// Write all of `data` to `fd` (non-blocking: a full pipe or socket is reported, not waited on).
+fn write_all_now(fd: RawFd, data: &[u8]) -> std::io::Result<()> {
+    let mut done = 0;
+    while done < data.len() {
+        // SAFETY: writing from our buffer.
+        let n = unsafe { libc::write(fd, data[done..].as_ptr().cast(), data.len() - done) };
+        if n < 0 {
+            let e = std::io::Error::last_os_error();
+            if e.kind() == std::io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(e);
+        }
+        done += n as usize;
+    }
+    Ok(())
+}
+
+/// Let this process hold every staged fd: the soft limit up to the hard one. Returns the limit
+/// to put back, if it was changed.
+fn raise_fd_limit() -> Option<libc::rlimit> {
+    let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: getrlimit/setrlimit on local structs.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 || lim.rlim_cur >= lim.rlim_max {
+            return None;
+        }
+        let raised = libc::rlimit { rlim_cur: lim.rlim_max, rlim_max: lim.rlim_max };
+        (libc::setrlimit(libc::RLIMIT_NOFILE, &raised) == 0).then_some(lim)
+    }
+}
+
+impl<'a> Builder<'a> {
+    fn stage(&self, fd: RawFd) -> RawFd {
+        dup_at_least(fd, self.top, true)
+    }
+
+    fn warn(&self, e: &FdEntry, why: &str) {
+        if !self.quiet {
+            eprintln!("{PROG}: fd {} ({}) {why}; it is opened on /dev/null", e.fd, e.path);
+        }
+    }
+
+    fn null_for(&self, e: &FdEntry, why: &str) -> RawFd {
+        self.warn(e, why);
+        self.stage(dev_null().into_raw_fd())
+    }
+
+    /// The description for the first holder `e` (of image `i`).
+    fn create(&mut self, i: usize, e: &'a FdEntry) -> RawFd {
+        let img = &self.images[i];
+        if e.fd <= 2 {
+            // Shared with a process's stdin/stdout/stderr, which are dmtcp_restart's now.
+            // SAFETY: F_DUPFD_CLOEXEC of our own standard fd.
+            let fd = unsafe { libc::fcntl(e.fd, libc::F_DUPFD_CLOEXEC, self.top) };
+            return if fd >= 0 { fd } else { self.null_for(e, "shares a standard fd that is closed") };
+        }
+        let fd = match e.kind {
+            FdKind::File | FdKind::CharDevice => {
+                if e.kind == FdKind::File && !self.put_back.contains(&e.path) {
+                    // Once per file: a second copy would replace the file the first fd was just opened on.
+                    put_back_saved_file(e, &img.saved_files, self.quiet);
+                    self.put_back.push(e.path.clone());
+                }
+                match open_file(e) {
+                    Some(f) => self.stage(f.into_raw_fd()),
+                    None => return self.null_for(e, "cannot be restored"),
+                }
+            }
+            FdKind::Pipe if e.path.starts_with("pipe:") => self.pipe_end(i, e),
+            FdKind::Pipe => self.fifo_end(i, e),
+            FdKind::Socket => match self.socket_end(i, e) {
+                Some(fd) => fd,
+                None => return self.null_for(e, "is a socket that is not restored yet"),
+            },
+            FdKind::Other => return self.null_for(e, "cannot be restored"),
+        };
+        set_nonblock(fd, e.flags & libc::O_NONBLOCK != 0);
+        fd
+    }
+
+    fn pipe_end(&mut self, i: usize, e: &FdEntry) -> RawFd {
+        let host = self.images[i].meta.hostname.as_str();
+        let (r, w) = match self.pipes.get(&(host, e.inode)) {
+            Some(&ends) => ends,
+            None => {
+                let ends = self.new_pipe(host, e);
+                self.pipes.insert((host, e.inode), ends);
+                ends
+            }
+        };
+        if e.flags & libc::O_ACCMODE == libc::O_WRONLY {
+            w
+        } else {
+            r
+        }
+    }
+
+    fn new_pipe(&self, host: &str, e: &FdEntry) -> (RawFd, RawFd) {
+        let mut p = [0i32; 2];
+        // SAFETY: room for two fds.
+        if unsafe { libc::pipe2(p.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+            crate::cli::die(PROG, format!("cannot create a pipe: {}", std::io::Error::last_os_error()));
+        }
+        let (r, w) = (self.stage(p[0]), self.stage(p[1]));
+        let data: Vec<u8> = queued_for(self.images, host, e.inode).concat();
+        let size = (e.pipe_size as usize).max(data.len());
+        if size > 0 {
+            // SAFETY: sizing our own pipe; the kernel rounds up or refuses (then the default stays).
+            unsafe { libc::fcntl(w, libc::F_SETPIPE_SZ, libc::c_int::try_from(size).unwrap_or(libc::c_int::MAX)) };
+        }
+        set_nonblock(w, true);
+        if let Err(err) = write_all_now(w, &data) {
+            if !self.quiet {
+                eprintln!("{PROG}: fd {} ({}): {} bytes that were in the pipe cannot be put back: {err}", e.fd, e.path, data.len());
+            }
+        }
+        (r, w)
+    }
+
+    fn fifo_end(&mut self, i: usize, e: &'a FdEntry) -> RawFd {
+        let anchor = match self.fifos.get(e.path.as_str()) {
+            Some(&a) => a,
+            None => {
+                use std::os::unix::fs::OpenOptionsExt;
+                let Ok(f) = std::fs::OpenOptions::new().read(true).write(true).custom_flags(libc::O_NONBLOCK).open(&e.path) else {
+                    return self.null_for(e, "is a FIFO that cannot be opened");
+                };
+                let a = self.stage(f.into_raw_fd());
+                let host = self.images[i].meta.hostname.as_str();
+                let data: Vec<u8> = queued_for(self.images, host, e.inode).concat();
+                let _ = write_all_now(a, &data);
+                self.fifos.insert(e.path.as_str(), a);
+                a
+            }
+        };
+        // Through the anchor, which is both a reader and a writer: neither open blocks.
+        let acc = e.flags & libc::O_ACCMODE;
+        let path = format!("/proc/self/fd/{anchor}");
+        let opened = std::fs::OpenOptions::new().read(acc != libc::O_WRONLY).write(acc != libc::O_RDONLY).open(path);
+        match opened {
+            Ok(f) => self.stage(f.into_raw_fd()),
+            Err(_) => self.null_for(e, "is a FIFO that cannot be opened"),
+        }
+    }
+
+    /// A UNIX socket whose peer is also restarted here: both ends come from one socketpair, and
+    /// what was queued on each end is sent again from the other.
+    fn socket_end(&mut self, i: usize, e: &FdEntry) -> Option<RawFd> {
+        let host = self.images[i].meta.hostname.as_str();
+        if let Some(&fd) = self.sockets.get(&(host, e.inode)) {
+            return Some(fd);
+        }
+        let info = e.socket.as_ref()?;
+        let peer = info.peer_inode?;
+        let peer_known = self.images.iter().filter(|img| img.meta.hostname == host).flat_map(|img| img.meta.fds.iter()).any(|x| x.inode == peer);
+        if !peer_known || !matches!(info.sock_type, libc::SOCK_STREAM | libc::SOCK_DGRAM | libc::SOCK_SEQPACKET) {
+            return None;
+        }
+        let mut sv = [0i32; 2];
+        // SAFETY: room for two fds.
+        if unsafe { libc::socketpair(libc::AF_UNIX, info.sock_type | libc::SOCK_CLOEXEC, 0, sv.as_mut_ptr()) } != 0 {
+            return None;
+        }
+        let (mine, theirs) = (self.stage(sv[0]), self.stage(sv[1]));
+        // What was queued on an end is sent again from the other one.
+        for (from, inode) in [(theirs, e.inode), (mine, peer)] {
+            set_nonblock(from, true);
+            for msg in queued_for(self.images, host, inode) {
+                if let Err(err) = write_all_now(from, msg) {
+                    if !self.quiet {
+                        eprintln!("{PROG}: fd {} ({}): data queued on the socket cannot be put back: {err}", e.fd, e.path);
+                    }
+                    break;
+                }
+            }
+            set_nonblock(from, false);
+        }
+        self.sockets.insert((host, e.inode), mine);
+        self.sockets.insert((host, peer), theirs);
+        Some(mine)
+    }
+}
