@@ -153,7 +153,7 @@ rm -rf "$cache/apt"
 
 # --- Our binaries and the fixtures ------------------------------------------------------------
 bins=(dmtcp_launch dmtcp_restart dmtcp_command dmtcp_coordinator dmtcp_inspect libdmtcp.so mtcp_restart)
-fixtures=(counter growth threads forker)
+fixtures=(counter growth threads forker ipc)
 
 # The shared libraries an ELF file needs, found in $libdir, recursively (cross readelf is not
 # needed: binutils' readelf reads every architecture).
