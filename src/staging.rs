@@ -8,7 +8,7 @@
 //! rest before it becomes the loader.
 
 use crate::restore_fds::{dev_null, dup_at_least, open_file, put_back_saved_file};
-use dmtcp_engine::meta::{FdEntry, FdKind, ProcessMeta};
+use dmtcp_engine::meta::{AnonFd, FdEntry, FdKind, ProcessMeta};
 use std::collections::HashMap;
 use std::os::fd::{IntoRawFd, RawFd};
 use std::path::PathBuf;
@@ -115,6 +115,25 @@ impl Staged {
         }
     }
 
+    /// After [`Staged::place`]: fill the new epoll instances of image `image` with what the old
+    /// ones watched, by the fd numbers the program registered (its own, now in place).
+    pub fn rearm_epolls(&self, meta: &ProcessMeta) {
+        for e in meta.fds.iter().filter(|e| e.fd > 2) {
+            let Some(AnonFd::Epoll { targets }) = &e.anon else { continue };
+            for t in targets {
+                let mut ev = libc::epoll_event { events: t.events, u64: t.data };
+                // SAFETY: epoll_ctl on the program's epoll fd with a local event; EEXIST (a shared
+                // instance another process of the tree filled already) is fine.
+                if unsafe { libc::epoll_ctl(e.fd, libc::EPOLL_CTL_ADD, t.fd, &mut ev) } != 0 {
+                    let err = std::io::Error::last_os_error();
+                    if err.raw_os_error() != Some(libc::EEXIST) {
+                        eprintln!("{PROG}: epoll fd {}: cannot watch fd {} again: {err}", e.fd, t.fd);
+                    }
+                }
+            }
+        }
+    }
+
     /// In a process that restores none of them (dmtcp_restart waiting in front of the root):
     /// its copies must not keep pipes open (a reader would never see end-of-file).
     pub fn close_all(&self) {
@@ -178,6 +197,55 @@ fn write_all_now(fd: RawFd, data: &[u8]) -> std::io::Result<()> {
     Ok(())
 }
 
+/// A new eventfd, timerfd, signalfd or (empty) epoll instance in the recorded state.
+fn new_anon(a: &AnonFd, flags: i32) -> Option<RawFd> {
+    let nonblock = flags & libc::O_NONBLOCK != 0;
+    // SAFETY: each call creates a new fd from plain values; failures return -1.
+    let fd = unsafe {
+        match *a {
+            AnonFd::EventFd { count, semaphore } => {
+                let fd = libc::eventfd(0, libc::EFD_CLOEXEC | if semaphore { libc::EFD_SEMAPHORE } else { 0 });
+                // The count is 64-bit; eventfd() takes only an int: add it with a write.
+                if fd >= 0 && count > 0 && libc::write(fd, (&count as *const u64).cast(), 8) != 8 {
+                    libc::close(fd);
+                    return None;
+                }
+                fd
+            }
+            AnonFd::TimerFd { clockid, ticks, value_ns, interval_ns } => {
+                let fd = libc::timerfd_create(clockid, libc::TFD_CLOEXEC);
+                let ts = |ns: u64| libc::timespec { tv_sec: (ns / 1_000_000_000) as libc::time_t, tv_nsec: (ns % 1_000_000_000) as libc::c_long };
+                let spec = libc::itimerspec { it_interval: ts(interval_ns), it_value: ts(value_ns) };
+                if fd >= 0 && (value_ns > 0 || interval_ns > 0) {
+                    libc::timerfd_settime(fd, 0, &spec, std::ptr::null_mut());
+                }
+                if fd >= 0 && ticks > 0 {
+                    // TFD_IOC_SET_TICKS (CONFIG_CHECKPOINT_RESTORE): the unread expirations.
+                    const TFD_IOC_SET_TICKS: libc::c_ulong = 0x4008_5400;
+                    libc::ioctl(fd, TFD_IOC_SET_TICKS as _, &ticks);
+                }
+                fd
+            }
+            AnonFd::SignalFd { mask } => {
+                let mut set: libc::sigset_t = std::mem::zeroed();
+                libc::sigemptyset(&mut set);
+                for sig in 1..=64 {
+                    if mask & (1u64 << (sig - 1)) != 0 {
+                        libc::sigaddset(&mut set, sig);
+                    }
+                }
+                libc::signalfd(-1, &set, libc::SFD_CLOEXEC)
+            }
+            AnonFd::Epoll { .. } => libc::epoll_create1(libc::EPOLL_CLOEXEC),
+        }
+    };
+    if fd < 0 {
+        return None;
+    }
+    set_nonblock(fd, nonblock);
+    Some(fd)
+}
+
 /// Let this process hold every staged fd: the soft limit up to the hard one. Returns the limit
 /// to put back, if it was changed.
 fn raise_fd_limit() -> Option<libc::rlimit> {
@@ -235,7 +303,10 @@ impl<'a> Builder<'a> {
                 Some(fd) => fd,
                 None => return self.null_for(e, "is a socket that is not restored yet"),
             },
-            FdKind::Other => return self.null_for(e, "cannot be restored"),
+            FdKind::Other => match e.anon.as_ref().and_then(|a| new_anon(a, e.flags)) {
+                Some(fd) => self.stage(fd),
+                None => return self.null_for(e, "cannot be restored"),
+            },
         };
         set_nonblock(fd, e.flags & libc::O_NONBLOCK != 0);
         fd

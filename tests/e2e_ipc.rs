@@ -95,3 +95,11 @@ fn restarted_pipes_checkpoint_again() {
     assert_eq!(r2.wait_code(), 0, "second restart\n{}", r2.err());
     assert_concat(&format!("{first}{second}"), &r2.out(), &expected);
 }
+
+/// An event loop on epoll (watching a periodic timerfd and a signalfd) with an eventfd counter:
+/// after the restart the new instances are in the old state (count, period, mask) and epoll
+/// watches the same fds with the same user data.
+#[test]
+fn epoll_timerfd_eventfd_and_signalfd_continue() {
+    roundtrip("anonfds", "anonfds", &["60"], 12);
+}

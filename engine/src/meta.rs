@@ -41,6 +41,40 @@ pub struct FdEntry {
     pub socket: Option<SocketInfo>,
     /// Pipes: the capacity (F_GETPIPE_SZ), 0 if unknown.
     pub pipe_size: u32,
+    /// eventfd, timerfd, signalfd and epoll instances: what recreates them.
+    pub anon: Option<AnonFd>,
+}
+
+/// The state of an anonymous-inode fd, from /proc/self/fdinfo.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub enum AnonFd {
+    EventFd {
+        count: u64,
+        semaphore: bool,
+    },
+    TimerFd {
+        clockid: i32,
+        /// Expirations not read yet.
+        ticks: u64,
+        /// Time left until the next expiration, and the period (nanoseconds; 0 = disarmed / one-shot).
+        value_ns: u64,
+        interval_ns: u64,
+    },
+    SignalFd {
+        /// Bit n-1 is signal n.
+        mask: u64,
+    },
+    Epoll {
+        targets: Vec<EpollTarget>,
+    },
+}
+
+/// One fd an epoll instance watches, by the fd number the program registered it with.
+#[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EpollTarget {
+    pub fd: i32,
+    pub events: u32,
+    pub data: u64,
 }
 
 /// One fd of one process: `pid` as it was at checkpoint time.
@@ -64,7 +98,7 @@ pub struct SocketInfo {
 impl FdEntry {
     /// An entry with no sharing, inode or queued data (what /proc alone tells).
     pub fn basic(fd: i32, kind: FdKind, path: String, flags: i32, offset: u64, cloexec: bool) -> FdEntry {
-        FdEntry { fd, kind, path, flags, offset, cloexec, inode: 0, shares: None, queued: Vec::new(), socket: None, pipe_size: 0 }
+        FdEntry { fd, kind, path, flags, offset, cloexec, inode: 0, shares: None, queued: Vec::new(), socket: None, pipe_size: 0, anon: None }
     }
 }
 
@@ -222,6 +256,7 @@ mod tests {
         m.fds[0].queued = vec![b"abc".to_vec(), vec![0; 5]];
         m.fds[0].shares = Some(FdRef { pid: 1, fd: 4 });
         m.fds[0].socket = Some(SocketInfo { sock_type: 5, peer_inode: Some(8), name: None });
+        m.fds[0].anon = Some(AnonFd::Epoll { targets: vec![EpollTarget { fd: 4, events: 1, data: u64::MAX }] });
         let bytes = postcard::to_allocvec(&m).unwrap();
         assert_eq!(ProcessMeta::decode(&bytes, 2).unwrap(), m);
     }

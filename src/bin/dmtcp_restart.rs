@@ -262,6 +262,7 @@ fn restart_one(args: &Args, addr: &coord_client::CoordAddr, staged: &Staged, ind
         }
     }
     staged.place(index, meta);
+    staged.rearm_epolls(meta);
     let mut keep: Vec<RawFd> = meta.fds.iter().map(|e| e.fd).collect();
     if meta.coord_fd >= 0 {
         dup_to(coord_fd, meta.coord_fd);

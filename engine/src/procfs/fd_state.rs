@@ -36,6 +36,7 @@ pub fn complete(entries: &mut [FdEntry]) {
                     e.queued = peek_socket(e.fd, sock_type).unwrap_or_default();
                 }
             }
+            FdKind::Other => e.anon = super::anon_fds::read(e.fd, &e.path),
             _ => {}
         }
         e.queued.retain(|chunk| !chunk.is_empty());

@@ -1,3 +1,4 @@
+pub mod anon_fds;
 pub mod fd_state;
 pub mod fds;
 pub mod maps;
