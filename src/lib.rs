@@ -8,4 +8,5 @@ pub mod inspect;
 pub mod locate;
 pub mod proctree;
 pub mod restore_fds;
+pub mod sockets;
 pub mod staging;

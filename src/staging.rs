@@ -8,7 +8,8 @@
 //! rest before it becomes the loader.
 
 use crate::restore_fds::{dev_null, dup_at_least, open_file, put_back_saved_file};
-use dmtcp_engine::meta::{AnonFd, FdEntry, FdKind, ProcessMeta};
+use crate::sockets;
+use dmtcp_engine::meta::{AnonFd, FdEntry, FdKind, ProcessMeta, SocketInfo};
 use std::collections::HashMap;
 use std::os::fd::{IntoRawFd, RawFd};
 use std::path::PathBuf;
@@ -301,7 +302,7 @@ impl<'a> Builder<'a> {
             FdKind::Pipe => self.fifo_end(i, e),
             FdKind::Socket => match self.socket_end(i, e) {
                 Some(fd) => fd,
-                None => return self.null_for(e, "is a socket that is not restored yet"),
+                None => return self.null_for(e, "is a socket that cannot be recreated (its peer is not part of the restart)"),
             },
             FdKind::Other => match e.anon.as_ref().and_then(|a| new_anon(a, e.flags)) {
                 Some(fd) => self.stage(fd),
@@ -377,17 +378,43 @@ impl<'a> Builder<'a> {
         }
     }
 
-    /// A UNIX socket whose peer is also restarted here: both ends come from one socketpair, and
-    /// what was queued on each end is sent again from the other.
+    /// A new socket like the old one: a listener bound where it was; a connected pair of two
+    /// sockets of the computation (UNIX: a socketpair; TCP: a loopback connection) with what was
+    /// queued on each end sent again from the other; a UDP socket bound and connected as before.
+    /// None for what cannot be made (a connection to a process outside the computation).
     fn socket_end(&mut self, i: usize, e: &FdEntry) -> Option<RawFd> {
         let host = self.images[i].meta.hostname.as_str();
         if let Some(&fd) = self.sockets.get(&(host, e.inode)) {
             return Some(fd);
         }
         let info = e.socket.as_ref()?;
+        if !matches!(info.sock_type, libc::SOCK_STREAM | libc::SOCK_DGRAM | libc::SOCK_SEQPACKET) {
+            return None;
+        }
+        let fd = match info.family {
+            libc::AF_UNIX if info.listening || info.peer_inode.is_none() => sockets::unix_unconnected(info, &self.images[i].meta.cwd)?,
+            libc::AF_UNIX => return self.unix_pair(host, e, info),
+            libc::AF_INET | libc::AF_INET6 if info.listening => sockets::tcp_listener(info.local.as_deref()?)?,
+            libc::AF_INET | libc::AF_INET6 if info.sock_type == libc::SOCK_STREAM => return self.tcp_pair(host, e, info),
+            libc::AF_INET | libc::AF_INET6 => sockets::udp(info)?,
+            _ => return None,
+        };
+        let fd = self.stage(fd);
+        self.sockets.insert((host, e.inode), fd);
+        Some(fd)
+    }
+
+    /// Every socket entry on `host` (any image).
+    fn socket_entries<'h>(&self, host: &'h str) -> impl Iterator<Item = &'a FdEntry> + 'h
+    where
+        'a: 'h,
+    {
+        self.images.iter().filter(move |img| img.meta.hostname == host).flat_map(|img| img.meta.fds.iter()).filter(|x| x.kind == FdKind::Socket)
+    }
+
+    fn unix_pair(&mut self, host: &'a str, e: &FdEntry, info: &SocketInfo) -> Option<RawFd> {
         let peer = info.peer_inode?;
-        let peer_known = self.images.iter().filter(|img| img.meta.hostname == host).flat_map(|img| img.meta.fds.iter()).any(|x| x.inode == peer);
-        if !peer_known || !matches!(info.sock_type, libc::SOCK_STREAM | libc::SOCK_DGRAM | libc::SOCK_SEQPACKET) {
+        if !self.socket_entries(host).any(|x| x.inode == peer) {
             return None;
         }
         let mut sv = [0i32; 2];
@@ -395,7 +422,23 @@ impl<'a> Builder<'a> {
         if unsafe { libc::socketpair(libc::AF_UNIX, info.sock_type | libc::SOCK_CLOEXEC, 0, sv.as_mut_ptr()) } != 0 {
             return None;
         }
-        let (mine, theirs) = (self.stage(sv[0]), self.stage(sv[1]));
+        Some(self.finish_pair(host, e, (sv[0], peer, sv[1])))
+    }
+
+    /// A TCP connection between two sockets of the computation: a new loopback connection
+    /// (with new port numbers: the old ones may still be held by the killed processes').
+    fn tcp_pair(&mut self, host: &'a str, e: &FdEntry, info: &SocketInfo) -> Option<RawFd> {
+        let (local, remote) = (info.local.as_deref()?, info.remote.as_deref()?);
+        let peer = self.socket_entries(host).find(|x| {
+            x.inode != e.inode && x.socket.as_ref().is_some_and(|p| p.local.as_deref() == Some(remote) && p.remote.as_deref() == Some(local))
+        })?;
+        let (mine, theirs) = sockets::tcp_connected_pair(info.family)?;
+        Some(self.finish_pair(host, e, (mine, peer.inode, theirs)))
+    }
+
+    /// Stage both ends of a new pair, refill each end's queue from the other, remember both.
+    fn finish_pair(&mut self, host: &'a str, e: &FdEntry, (mine, peer, theirs): (RawFd, u64, RawFd)) -> RawFd {
+        let (mine, theirs) = (self.stage(mine), self.stage(theirs));
         // What was queued on an end is sent again from the other one.
         for (from, inode) in [(theirs, e.inode), (mine, peer)] {
             set_nonblock(from, true);
@@ -411,6 +454,6 @@ impl<'a> Builder<'a> {
         }
         self.sockets.insert((host, e.inode), mine);
         self.sockets.insert((host, peer), theirs);
-        Some(mine)
+        mine
     }
 }

@@ -103,3 +103,31 @@ fn restarted_pipes_checkpoint_again() {
 fn epoll_timerfd_eventfd_and_signalfd_continue() {
     roundtrip("anonfds", "anonfds", &["60"], 12);
 }
+
+/// TCP and UNIX listeners and connections between a parent and its child: data queued on the
+/// connections at the checkpoint arrives after the restart, and connections made after the
+/// restart reach the listeners, which are back at their old port and path.
+#[test]
+fn listeners_and_connections_between_processes_survive() {
+    let t = TempDir::new("sockets");
+    let prog = fixture("sockets");
+    let (expected, code) = run_plain(&prog, &["25"], &t.subdir("plain"));
+    assert_eq!(code, 0, "uninterrupted run:\n{expected}");
+    assert!(expected.ends_with("got t 2 25\nend\n"), "uninterrupted run:\n{expected}");
+    let coord = Coord::start();
+    let mut run = launch(&t.path, &LaunchOpts { port: Some(coord.port), ..Default::default() }, &prog, &["25"]);
+    run.wait_lines(8);
+    coord.kcheckpoint();
+    let _ = run.proc.wait();
+    reap_orphans();
+    let before = run.out();
+    let all: Vec<serde_json::Value> = images(&t.path, "sockets").iter().flat_map(|i| fds_of(&inspect_json(i))).collect();
+    assert!(
+        all.iter().any(|f| f["kind"] == "Socket" && f["queued_bytes"].as_u64().unwrap_or(0) >= 16),
+        "nothing queued on the TCP connection: {all:?}"
+    );
+    let mut r = restart_with(&t.path, std::process::Command::new(restart_script(&t.path)), "restart");
+    assert_eq!(r.wait_code(), 0, "the restart script\n{}\n{}", r.out(), r.err());
+    assert!(!r.err().contains("/dev/null"), "a descriptor was not restored:\n{}", r.err());
+    assert_concat(&before, &r.out(), &expected);
+}

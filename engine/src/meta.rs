@@ -84,15 +84,25 @@ pub struct FdRef {
     pub fd: i32,
 }
 
-/// A UNIX-domain socket (other families are not restored yet and carry no SocketInfo).
+/// A socket: enough to make a new one like it (UNIX, IPv4 and IPv6; others carry only family
+/// and type and are not restored).
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
 pub struct SocketInfo {
+    /// AF_UNIX, AF_INET, AF_INET6, ...
+    pub family: i32,
     /// SOCK_STREAM, SOCK_DGRAM or SOCK_SEQPACKET.
     pub sock_type: i32,
-    /// The inode of the connected peer (a socketpair's other end), if any.
+    /// listen() was called on it.
+    pub listening: bool,
+    /// UNIX: the inode of the connected peer (a socketpair's other end, or the other side of
+    /// an accepted connection), if any.
     pub peer_inode: Option<u64>,
-    /// The bound address (sun_path bytes; an abstract name starts with NUL), if any.
+    /// UNIX: the bound address (sun_path bytes, as given to bind; an abstract name starts
+    /// with NUL), if any.
     pub name: Option<Vec<u8>>,
+    /// IPv4/IPv6: the local and the connected remote address ("127.0.0.1:80", "[::1]:80").
+    pub local: Option<String>,
+    pub remote: Option<String>,
 }
 
 impl FdEntry {
@@ -255,7 +265,7 @@ mod tests {
         m.fds[0].inode = 7;
         m.fds[0].queued = vec![b"abc".to_vec(), vec![0; 5]];
         m.fds[0].shares = Some(FdRef { pid: 1, fd: 4 });
-        m.fds[0].socket = Some(SocketInfo { sock_type: 5, peer_inode: Some(8), name: None });
+        m.fds[0].socket = Some(SocketInfo { family: 1, sock_type: 5, listening: false, peer_inode: Some(8), name: None, local: None, remote: None });
         m.fds[0].anon = Some(AnonFd::Epoll { targets: vec![EpollTarget { fd: 4, events: 1, data: u64::MAX }] });
         let bytes = postcard::to_allocvec(&m).unwrap();
         assert_eq!(ProcessMeta::decode(&bytes, 2).unwrap(), m);

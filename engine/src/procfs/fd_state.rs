@@ -30,11 +30,11 @@ pub fn complete(entries: &mut [FdEntry]) {
             }
             FdKind::Socket => {
                 e.inode = inode_of(e.fd);
-                if let Ok(Some(info)) = unix_diag::query(e.inode) {
-                    let sock_type = i32::from(info.sock_type);
-                    e.socket = Some(SocketInfo { sock_type, peer_inode: info.peer_inode, name: info.name });
-                    e.queued = peek_socket(e.fd, sock_type).unwrap_or_default();
+                let info = socket_info(e.fd, e.inode);
+                if matches!(info.family, libc::AF_UNIX | libc::AF_INET | libc::AF_INET6) && !info.listening {
+                    e.queued = peek_socket(e.fd, info.sock_type).unwrap_or_default();
                 }
+                e.socket = Some(info);
             }
             FdKind::Other => e.anon = super::anon_fds::read(e.fd, &e.path),
             _ => {}
@@ -42,6 +42,87 @@ pub fn complete(entries: &mut [FdEntry]) {
         e.queued.retain(|chunk| !chunk.is_empty());
     }
     find_shared(entries);
+}
+
+fn sockopt_int(fd: i32, opt: libc::c_int) -> libc::c_int {
+    let mut v: libc::c_int = -1;
+    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: getsockopt writes at most `len` bytes into `v`.
+    unsafe { libc::getsockopt(fd, libc::SOL_SOCKET, opt, (&mut v as *mut libc::c_int).cast(), &mut len) };
+    v
+}
+
+/// Family, type, listening state, and the addresses: UNIX peers and names from sock_diag
+/// (getsockname where sock_diag is missing, as under qemu-user), IP addresses from
+/// getsockname/getpeername.
+fn socket_info(fd: i32, inode: u64) -> SocketInfo {
+    let family = sockopt_int(fd, libc::SO_DOMAIN);
+    let mut info = SocketInfo {
+        family,
+        sock_type: sockopt_int(fd, libc::SO_TYPE),
+        listening: sockopt_int(fd, libc::SO_ACCEPTCONN) == 1,
+        peer_inode: None,
+        name: None,
+        local: None,
+        remote: None,
+    };
+    match family {
+        libc::AF_UNIX => match unix_diag::query(inode) {
+            Ok(Some(d)) => (info.peer_inode, info.name) = (d.peer_inode, d.name),
+            _ => info.name = sock_addr(fd, libc::getsockname).and_then(|a| a.unix_name),
+        },
+        libc::AF_INET | libc::AF_INET6 => {
+            info.local = sock_addr(fd, libc::getsockname).and_then(|a| a.ip);
+            info.remote = sock_addr(fd, libc::getpeername).and_then(|a| a.ip);
+        }
+        _ => {}
+    }
+    info
+}
+
+struct Addr {
+    ip: Option<String>,
+    unix_name: Option<Vec<u8>>,
+}
+
+type NameFn = unsafe extern "C" fn(libc::c_int, *mut libc::sockaddr, *mut libc::socklen_t) -> libc::c_int;
+
+/// getsockname or getpeername, decoded (None if not bound / not connected).
+fn sock_addr(fd: i32, call: NameFn) -> Option<Addr> {
+    // SAFETY: sockaddr_storage is plain data, large enough for any address.
+    let mut ss: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
+    let mut len = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+    // SAFETY: the call writes at most `len` bytes into `ss`.
+    if unsafe { call(fd, (&mut ss as *mut libc::sockaddr_storage).cast(), &mut len) } != 0 {
+        return None;
+    }
+    let len = (len as usize).min(std::mem::size_of::<libc::sockaddr_storage>());
+    match i32::from(ss.ss_family) {
+        libc::AF_INET => {
+            // SAFETY: the family says ss holds a sockaddr_in.
+            let a = unsafe { *(&ss as *const libc::sockaddr_storage).cast::<libc::sockaddr_in>() };
+            let ip = std::net::Ipv4Addr::from(u32::from_be(a.sin_addr.s_addr));
+            Some(Addr { ip: Some(std::net::SocketAddr::from((ip, u16::from_be(a.sin_port))).to_string()), unix_name: None })
+        }
+        libc::AF_INET6 => {
+            // SAFETY: the family says ss holds a sockaddr_in6.
+            let a = unsafe { *(&ss as *const libc::sockaddr_storage).cast::<libc::sockaddr_in6>() };
+            let ip = std::net::Ipv6Addr::from(a.sin6_addr.s6_addr);
+            Some(Addr { ip: Some(std::net::SocketAddr::from((ip, u16::from_be(a.sin6_port))).to_string()), unix_name: None })
+        }
+        libc::AF_UNIX => {
+            let path_off = std::mem::size_of::<libc::sa_family_t>();
+            // SAFETY: ss holds `len` initialized bytes of a sockaddr_un.
+            let bytes = unsafe { std::slice::from_raw_parts((&ss as *const libc::sockaddr_storage).cast::<u8>(), len) };
+            let mut name = bytes.get(path_off..).unwrap_or(&[]).to_vec();
+            if name.first().is_some_and(|&b| b != 0) {
+                name.truncate(name.iter().position(|&b| b == 0).unwrap_or(name.len()));
+                // a path: up to its NUL
+            }
+            Some(Addr { ip: None, unix_name: (!name.is_empty()).then_some(name) })
+        }
+        _ => None,
+    }
 }
 
 /// Can this fd read (O_RDONLY or O_RDWR)?
