@@ -8,5 +8,6 @@ pub mod inspect;
 pub mod locate;
 pub mod proctree;
 pub mod restore_fds;
+pub mod shared_memory;
 pub mod sockets;
 pub mod staging;

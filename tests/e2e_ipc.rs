@@ -131,3 +131,24 @@ fn listeners_and_connections_between_processes_survive() {
     assert!(!r.err().contains("/dev/null"), "a descriptor was not restored:\n{}", r.err());
     assert_concat(&before, &r.out(), &expected);
 }
+
+/// MAP_SHARED anonymous memory and a memfd mapped by a parent and its child stay shared after
+/// the restart: the two go on in lockstep through it (each with a copy, the parent would stop).
+#[test]
+fn shared_memory_between_parent_and_child_stays_shared() {
+    let t = TempDir::new("shm");
+    let prog = fixture("shm");
+    let (expected, code) = run_plain(&prog, &["60"], &t.subdir("plain"));
+    assert_eq!(code, 0, "uninterrupted run:\n{expected}");
+    assert!(expected.ends_with("step 60\nmemfd 60\n"), "uninterrupted run:\n{expected}");
+    let coord = Coord::start();
+    let mut run = launch(&t.path, &LaunchOpts { port: Some(coord.port), ..Default::default() }, &prog, &["60"]);
+    run.wait_lines(10);
+    coord.kcheckpoint();
+    let _ = run.proc.wait();
+    reap_orphans();
+    let before = run.out();
+    let mut r = restart_with(&t.path, std::process::Command::new(restart_script(&t.path)), "restart");
+    assert_eq!(r.wait_code(), 0, "the restart script\n{}\n{}", r.out(), r.err());
+    assert_concat(&before, &r.out(), &expected);
+}

@@ -278,7 +278,10 @@ fn collect_areas(entries: &[maps::MapEntry], page: u64, header: &mut FileHeader)
                 unprotect.push((m.start, m.end, prot));
             }
         }
-        let record = AreaRecord { start: m.start, end: m.end, prot, kind: kind as u32, flags, file_offset: m.offset, ..Default::default() };
+        // Processes that share the object share it again after a restart (dmtcp_restart groups
+        // areas by it). Inodes on the kernel's shm mount are 32-bit.
+        let shm_id = if kind == AreaKind::SharedAnon { u32::try_from(m.inode).unwrap_or(0) } else { 0 };
+        let record = AreaRecord { start: m.start, end: m.end, prot, kind: kind as u32, flags, file_offset: m.offset, shm_id, ..Default::default() };
         areas.push(AreaToWrite {
             record,
             path: m.path.clone(),

@@ -1,6 +1,6 @@
 //! mtcp_restart: the static, libc-free restart loader.
 //!
-//! `mtcp_restart <image-fd> <fail-rc> [redirect-vdso] [exe-fd=N] [settings-fd=N]`: the fd holds a verified raw image (dmtcp_restart checked
+//! `mtcp_restart <image-fd> <fail-rc> [redirect-vdso] [exe-fd=N] [settings-fd=N] [shm=AREA:FD...]`: the fd holds a verified raw image (dmtcp_restart checked
 //! every checksum and set up the process's files). Stage 1 relocates the loader, copies it into a
 //! hole that no area of the image uses and switches to a stack there; stage 2 (restore.rs) clears
 //! the address space, maps the image back and resumes every thread in its saved context.
@@ -72,7 +72,14 @@ pub struct Ctx {
     pub exe_fd: i32,
     /// Restart-time settings for libdmtcp (dmtcp_restart's memfd; -1: none).
     pub settings_fd: i32,
+    /// Shared memory objects dmtcp_restart made and filled, one per area that shares one with
+    /// another process: (area index, fd); the first `num_shm` entries count.
+    pub shm: [(u32, i32); MAX_SHM],
+    pub num_shm: usize,
 }
+
+/// At most this many `shm=` arguments (dmtcp_restart passes no more).
+pub const MAX_SHM: usize = 64;
 
 // The context sits in the one page between the stack and the tables.
 const _: () = assert!(core::mem::size_of::<Ctx>() <= 4096);
@@ -82,6 +89,8 @@ struct LoaderOpts {
     force_vdso_redirect: bool,
     exe_fd: i32,
     settings_fd: i32,
+    shm: [(u32, i32); MAX_SHM],
+    num_shm: usize,
 }
 
 /// Entry from `_start`, on the kernel's initial stack.
@@ -135,7 +144,7 @@ unsafe extern "C" fn loader_main(sp: *const usize) -> ! {
         Some(fd) if fd >= 0 => fd as i32,
         _ => die("bad image fd argument", 0),
     };
-    let mut opts = LoaderOpts { force_vdso_redirect: false, exe_fd: -1, settings_fd: -1 };
+    let mut opts = LoaderOpts { force_vdso_redirect: false, exe_fd: -1, settings_fd: -1, shm: [(0, -1); MAX_SHM], num_shm: 0 };
     for i in 3..argc {
         // SAFETY: argv[i] for i < argc is a NUL-terminated string.
         let arg = unsafe { cstr(*argv.add(i)) };
@@ -146,6 +155,17 @@ unsafe extern "C" fn loader_main(sp: *const usize) -> ! {
             opts.exe_fd = fd;
         } else if let Some(fd) = fd_of(b"settings-fd=") {
             opts.settings_fd = fd;
+        } else if let Some(pair) = arg.strip_prefix(b"shm=") {
+            // shm=<area index>:<fd>
+            let colon = pair.iter().position(|&c| c == b':').unwrap_or(pair.len());
+            let (idx, fd) = (fail::parse_dec(&pair[..colon]), pair.get(colon + 1..).and_then(fail::parse_dec));
+            match (idx, fd) {
+                (Some(i), Some(f)) if i >= 0 && f >= 0 && opts.num_shm < MAX_SHM => {
+                    opts.shm[opts.num_shm] = (i as u32, f as i32);
+                    opts.num_shm += 1;
+                }
+                _ => die("bad shm= argument (run by dmtcp_restart)", 0),
+            }
         } else {
             die("unknown option (run by dmtcp_restart)", 0);
         }
@@ -228,6 +248,8 @@ fn stage1(fd: i32, page: usize, me: reloc::SelfImage, vdso: usize, opts: LoaderO
             force_vdso_redirect: opts.force_vdso_redirect,
             exe_fd: opts.exe_fd,
             settings_fd: opts.settings_fd,
+            shm: opts.shm,
+            num_shm: opts.num_shm,
         });
         let stage2: extern "C" fn(usize) -> ! = restore::stage2;
         let stage2_moved: extern "C" fn(usize) -> ! = core::mem::transmute((stage2 as usize).wrapping_add(delta));

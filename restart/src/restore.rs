@@ -89,8 +89,12 @@ pub extern "C" fn stage2(ctx_addr: usize) -> ! {
     for i in 0..h.num_areas as usize {
         let a = area_at(ctx.tables, h, i);
         if a.flags & AREA_VDSO_TEXT == 0 || placed.redirect {
-            map_area(ctx, &a);
+            map_area(ctx, i, &a);
         }
+    }
+    for &(_, fd) in &ctx.shm[..ctx.num_shm.min(crate::MAX_SHM)] {
+        // SAFETY: dmtcp_restart's fd for us; the mappings keep the object alive.
+        let _ = unsafe { syscalls::syscall1(Sysno::close, fd as usize) };
     }
     if placed.redirect {
         vdso::redirect(ctx, placed.live);
@@ -158,11 +162,21 @@ pub(crate) fn prot_bits(p: u32) -> usize {
     (p & (PROT_READ | PROT_WRITE | PROT_EXEC)) as usize
 }
 
-fn map_area(ctx: &Ctx, a: &AreaRecord) {
+fn map_area(ctx: &Ctx, index: usize, a: &AreaRecord) {
     let (start, len) = (a.start as usize, a.len() as usize);
     let kind = a.area_kind();
     if kind == AreaKind::SharedFile {
         map_shared_file(ctx, a);
+        return;
+    }
+    let shared_with_others = ctx.shm[..ctx.num_shm.min(crate::MAX_SHM)].iter().find(|&&(i, _)| i as usize == index);
+    if let (AreaKind::SharedAnon, Some(&(_, fd))) = (kind, shared_with_others) {
+        // dmtcp_restart made the object and put its contents in: map it, read nothing (another
+        // process of the computation may already run and write to it).
+        // SAFETY: the address space outside the hole is empty; areas never overlap the hole.
+        if let Err(e) = unsafe { sys::mmap(start, len, prot_bits(a.prot), MAP_FIXED | MAP_SHARED, fd, a.file_offset) } {
+            die_at("cannot map shared memory", a.start, e.into_raw());
+        }
         return;
     }
     let mut flags = MAP_FIXED | MAP_ANONYMOUS;

@@ -12,6 +12,7 @@ use dmtcp_rs::coord_client::{self, CoordMode};
 use dmtcp_rs::locate;
 use dmtcp_rs::proctree;
 use dmtcp_rs::restore_fds::{close_others, dup_at_least, dup_to};
+use dmtcp_rs::shared_memory::SharedObjects;
 use dmtcp_rs::staging::{ImageFds, Staged};
 use std::os::fd::{IntoRawFd, RawFd};
 use std::os::unix::process::CommandExt;
@@ -137,6 +138,13 @@ fn check_compatible(path: &Path, info: &ImageInfo, strict: bool) {
     }
 }
 
+/// What every process of the restart takes its part of: open file descriptions and shared
+/// memory objects, made before the tree is forked.
+struct Restored {
+    staged: Staged,
+    shm: SharedObjects,
+}
+
 /// A verified image, ready to be restarted.
 struct Prepared {
     path: PathBuf,
@@ -245,7 +253,8 @@ fn exe_fd(meta: &dmtcp_engine::meta::ProcessMeta, top: RawFd) -> Option<RawFd> {
 }
 
 /// Become the restarted process of `img`: put its fds in place and exec the loader.
-fn restart_one(args: &Args, addr: &coord_client::CoordAddr, staged: &Staged, index: usize, img: Prepared) -> ! {
+fn restart_one(args: &Args, addr: &coord_client::CoordAddr, restored: &Restored, index: usize, img: Prepared) -> ! {
+    let staged = &restored.staged;
     let loader = locate::restart_loader_for(img.info.header.cpu().unwrap_or(dmtcp_arch::CPU)).unwrap_or_else(|e| die(PROG, e));
     let meta = &img.info.meta;
     let coord = coord_client::connect(addr).unwrap_or_else(|e| die(PROG, e));
@@ -269,6 +278,8 @@ fn restart_one(args: &Args, addr: &coord_client::CoordAddr, staged: &Staged, ind
         keep.push(meta.coord_fd);
     }
     keep.extend([Some(image_fd), Some(settings), exe].into_iter().flatten());
+    let (shm_args, shm_fds) = restored.shm.loader_args(index, top);
+    keep.extend(shm_fds);
     close_others(&keep);
 
     let mut loader_cmd = std::process::Command::new(&loader);
@@ -281,6 +292,7 @@ fn restart_one(args: &Args, addr: &coord_client::CoordAddr, staged: &Staged, ind
         loader_cmd.arg(format!("exe-fd={fd}"));
     }
     loader_cmd.arg(format!("settings-fd={settings}"));
+    loader_cmd.args(shm_args);
     let err = loader_cmd.exec();
     die(PROG, format!("cannot execute {}: {err}", loader.display()))
 }
@@ -336,10 +348,15 @@ fn main() {
         images.iter().map(|i| ImageFds { meta: &i.info.meta, saved_files: dmtcp_engine::meta::saved_files_dir(&i.path) }).collect();
     let staged = Staged::build(&fds, args.quiet > 0);
     drop(fds);
+    let top = images.iter().flat_map(|i| i.info.meta.fds.iter().map(|e| e.fd).chain([i.info.meta.coord_fd])).max().unwrap_or(2).max(2) + 1;
+    let shm_images: Vec<_> = images.iter().map(|i| (&i.info, &i.raw, i.info.meta.hostname.as_str())).collect();
+    let shm = SharedObjects::build(&shm_images, top, args.quiet > 0);
+    drop(shm_images);
+    let restored = Restored { staged, shm };
     let mut slots: Vec<Option<Prepared>> = images.drain(..).map(Some).collect();
     let last = roots.pop().unwrap_or_else(|| die(PROG, "no image given"));
     for root in &roots {
-        detached(|| restart_subtree(&args, &addr, &staged, &mut slots, root));
+        detached(|| restart_subtree(&args, &addr, &restored, &mut slots, root));
     }
     // The root gets its old pid too when the kernel allows: then this process stays in front of
     // it (exit code, signals). Otherwise it becomes the root here, with this pid.
@@ -348,18 +365,19 @@ fn main() {
         match proctree::fork_exact(root_pid) {
             Ok(proctree::Forked::Child { .. }) => {
                 proctree::die_with_parent();
-                restart_subtree(&args, &addr, &staged, &mut slots, &last)
+                restart_subtree(&args, &addr, &restored, &mut slots, &last)
             }
             Ok(proctree::Forked::Parent { pid }) => {
                 // The images (a decompressed one is a memfd as big as the process) are the child's now.
                 slots.clear();
-                staged.close_all();
+                restored.staged.close_all();
+                restored.shm.close_all();
                 proctree::wait_forwarding(pid)
             }
             Err(_) => {}
         }
     }
-    restart_subtree(&args, &addr, &staged, &mut slots, &last)
+    restart_subtree(&args, &addr, &restored, &mut slots, &last)
 }
 
 /// A restarted child that led its own session or process group at checkpoint time does so again
@@ -382,7 +400,7 @@ fn rejoin_group_and_session(h: &dmtcp_layout::FileHeader, old_pid: u32) {
 }
 
 /// Fork the children of `node` (each restarting its own subtree), then become `node`'s process.
-fn restart_subtree(args: &Args, addr: &coord_client::CoordAddr, staged: &Staged, slots: &mut [Option<Prepared>], node: &proctree::Node) -> ! {
+fn restart_subtree(args: &Args, addr: &coord_client::CoordAddr, restored: &Restored, slots: &mut [Option<Prepared>], node: &proctree::Node) -> ! {
     for child in &node.children {
         let old_pid = slots[child.index].as_ref().map_or(0, |p| p.info.meta.pid);
         match proctree::fork_with_pid(old_pid) {
@@ -393,12 +411,12 @@ fn restart_subtree(args: &Args, addr: &coord_client::CoordAddr, staged: &Staged,
                 if let Some(img) = slots[child.index].as_ref() {
                     rejoin_group_and_session(&img.info.header, old_pid);
                 }
-                restart_subtree(args, addr, staged, slots, child)
+                restart_subtree(args, addr, restored, slots, child)
             }
             Ok(proctree::Forked::Parent { .. }) => {}
             Err(e) => die(PROG, format!("cannot fork the restarted process {old_pid}: {e}")),
         }
     }
     let Some(img) = slots[node.index].take() else { die(PROG, "internal error: an image restarted twice") };
-    restart_one(args, addr, staged, node.index, img)
+    restart_one(args, addr, restored, node.index, img)
 }

@@ -550,7 +550,10 @@ pub struct AreaRecord {
     pub data_len: u64,
     pub runs_index: u64,
     pub num_runs: u32,
-    pub reserved: u32,
+    /// Shared anonymous memory (MAP_SHARED anonymous, memfd, SysV): the object's inode (it fits
+    /// in 32 bits on the kernel's shm mount), so that a restart can give the processes that
+    /// shared it one object again; 0 = unknown. Since 1.2 (reserved before).
+    pub shm_id: u32,
 }
 
 impl AreaRecord {
@@ -569,7 +572,7 @@ impl AreaRecord {
         p.u64(self.data_len);
         p.u64(self.runs_index);
         p.u32(self.num_runs);
-        p.u32(self.reserved);
+        p.u32(self.shm_id);
     }
 
     pub fn decode(b: &[u8]) -> Result<Self, LayoutError> {
@@ -587,7 +590,7 @@ impl AreaRecord {
             data_len: g.u64(),
             runs_index: g.u64(),
             num_runs: g.u32(),
-            reserved: g.u32(),
+            shm_id: g.u32(),
         };
         if a.end <= a.start || AreaKind::from_u32(a.kind).is_none() {
             return Err(LayoutError::BadField { what: "memory area" });
@@ -752,7 +755,7 @@ mod tests {
             data_len: 5,
             runs_index: 6,
             num_runs: 7,
-            reserved: 0,
+            shm_id: 0,
         };
         let mut b = [0u8; AREA_SIZE];
         a.encode(&mut b);
