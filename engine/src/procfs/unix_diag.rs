@@ -315,7 +315,26 @@ mod tests {
         sock
     }
 
+    /// False (with a note) where NETLINK_SOCK_DIAG is refused: qemu-user passes only a few
+    /// netlink protocols through. The kernel tests run natively and in the qemu-system tier.
+    fn sock_diag_available() -> bool {
+        // SAFETY: socket() has no memory effects; the fd is closed at once.
+        let fd = unsafe { libc::socket(libc::AF_NETLINK, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, libc::NETLINK_SOCK_DIAG) };
+        if fd < 0 {
+            let err = io::Error::last_os_error();
+            assert_eq!(err.raw_os_error(), Some(libc::EPROTONOSUPPORT), "NETLINK_SOCK_DIAG: {err}");
+            eprintln!("note: NETLINK_SOCK_DIAG refused here ({err}): kernel part of the test skipped");
+            return false;
+        }
+        // SAFETY: our fd.
+        unsafe { libc::close(fd) };
+        true
+    }
+
     fn check_pair(ty: libc::c_int) {
+        if !sock_diag_available() {
+            return;
+        }
         let (a, b) = socketpair(ty);
         let (ia, ib) = (inode_of(&a), inode_of(&b));
         let qa = query(ia).unwrap().expect("first end known");
@@ -346,6 +365,9 @@ mod tests {
 
     #[test]
     fn unix_diag_abstract_name() {
+        if !sock_diag_available() {
+            return;
+        }
         let name = format!("\0dmtcp-rs-unix-diag-test-{}", std::process::id()).into_bytes();
         let s = bound_socket(libc::SOCK_DGRAM, &name);
         let q = query(inode_of(&s)).unwrap().expect("bound socket known");
@@ -356,6 +378,9 @@ mod tests {
 
     #[test]
     fn unix_diag_path_name() {
+        if !sock_diag_available() {
+            return;
+        }
         let path = std::env::temp_dir().join(format!("dmtcp-rs-unix-diag-test-{}.sock", std::process::id()));
         let _ = std::fs::remove_file(&path);
         let name = path.as_os_str().as_encoded_bytes().to_vec();
@@ -368,6 +393,9 @@ mod tests {
 
     #[test]
     fn unix_diag_not_a_socket() {
+        if !sock_diag_available() {
+            return;
+        }
         // Pipes take their inode numbers from the same counter as sockets: an open pipe's is
         // no socket's.
         let mut fds = [0; 2];
