@@ -39,7 +39,10 @@ run_target() {
     # Natively also the tests that need a real kernel under them (PR_SET_MM_MAP, ptrace for gdb,
     # NETLINK_SOCK_DIAG for socketpair peers, which qemu-user refuses; the qemu-system tier
     # runs the ipc fixture on the ARM CPUs).
-    CC=$cc cargo test --no-fail-fast --target "$target" -p dmtcp-rs "${E2E[@]}" --test e2e_growth --test e2e_restart_options --test e2e_ipc
+    # bash_in_a_pseudo_terminal_survives execs the host's 64-bit bash, which a 32-bit
+    # libdmtcp.so cannot follow into (e2e_multilib covers exec across word sizes).
+    CC=$cc cargo test --no-fail-fast --target "$target" -p dmtcp-rs "${E2E[@]}" --test e2e_growth --test e2e_restart_options --test e2e_ipc \
+      -- --skip bash_in_a_pseudo_terminal_survives
   fi
 }
 

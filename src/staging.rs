@@ -28,6 +28,8 @@ pub struct ImageFds<'a> {
 pub struct Staged {
     by_entry: HashMap<(usize, i32), RawFd>,
     all: Vec<RawFd>,
+    /// The new slave of each recreated pseudo-terminal, by (host, old N of /dev/pts/N).
+    pty_slaves: HashMap<(String, u32), RawFd>,
 }
 
 /// (host, pid at checkpoint, fd): an fd anywhere in the computation restarted here.
@@ -46,6 +48,8 @@ struct Builder<'a> {
     fifos: HashMap<&'a str, RawFd>,
     /// UNIX sockets by (host, inode): the new socket of each end of a recreated pair.
     sockets: HashMap<(&'a str, u64), RawFd>,
+    /// Pseudo-terminals by (host, N of /dev/pts/N): (master, slave).
+    ptys: HashMap<(&'a str, u32), (RawFd, RawFd)>,
     put_back: Vec<String>,
 }
 
@@ -64,6 +68,7 @@ impl Staged {
             pipes: HashMap::new(),
             fifos: HashMap::new(),
             sockets: HashMap::new(),
+            ptys: HashMap::new(),
             put_back: Vec::new(),
         };
         let index: HashMap<GlobalFd<'_>, (usize, usize)> = images
@@ -72,7 +77,7 @@ impl Staged {
             .flat_map(|(i, img)| img.meta.fds.iter().enumerate().map(move |(j, e)| ((img.meta.hostname.as_str(), img.meta.pid, e.fd), (i, j))))
             .collect();
         for (i, img) in images.iter().enumerate() {
-            for e in img.meta.fds.iter().filter(|e| e.fd > 2) {
+            for e in img.meta.fds.iter().filter(|e| e.fd > 2 || in_computation(images, &img.meta.hostname, e)) {
                 let (ri, rj) = root_of(images, &index, i, e);
                 let root = &images[ri].meta.fds[rj];
                 let fd = match b.by_root.get(&(ri, root.fd)) {
@@ -89,6 +94,8 @@ impl Staged {
         b.staged.all.extend(b.pipes.values().flat_map(|&(r, w)| [r, w]));
         b.staged.all.extend(b.fifos.values().copied());
         b.staged.all.extend(b.sockets.values().copied());
+        b.staged.all.extend(b.ptys.values().flat_map(|&(m, s)| [m, s]));
+        b.staged.pty_slaves = b.ptys.iter().map(|(&(host, n), &(_, slave))| ((host.to_string(), n), slave)).collect();
         b.staged.all.extend(b.by_root.values().copied());
         b.staged.all.sort_unstable();
         b.staged.all.dedup();
@@ -103,7 +110,7 @@ impl Staged {
     /// In the restarted process of image `image`: put each of its fds (above 2) at its number,
     /// with its close-on-exec flag. The staged originals stay open (close_others ends them).
     pub fn place(&self, image: usize, meta: &ProcessMeta) {
-        for e in meta.fds.iter().filter(|e| e.fd > 2) {
+        for e in meta.fds.iter().filter(|e| e.fd > 2 || self.by_entry.contains_key(&(image, e.fd))) {
             let Some(&from) = self.by_entry.get(&(image, e.fd)) else { continue };
             // SAFETY: dup2 onto a number the restored process owns; `from` stays open.
             if unsafe { libc::dup2(from, e.fd) } < 0 {
@@ -135,6 +142,12 @@ impl Staged {
         }
     }
 
+    /// The new slave of pseudo-terminal /dev/pts/`index` (old numbering) on `host`, if it was
+    /// recreated (its master is part of the restart).
+    pub fn pty_slave(&self, host: &str, index: u32) -> Option<RawFd> {
+        self.pty_slaves.get(&(host.to_string(), index)).copied()
+    }
+
     /// In a process that restores none of them (dmtcp_restart waiting in front of the root):
     /// its copies must not keep pipes open (a reader would never see end-of-file).
     pub fn close_all(&self) {
@@ -158,6 +171,40 @@ fn root_of(images: &[ImageFds<'_>], index: &HashMap<GlobalFd<'_>, (usize, usize)
         }
     }
     at
+}
+
+/// Is some image on `host` holding the master of /dev/pts/`index`?
+fn pty_master_known(images: &[ImageFds<'_>], host: &str, index: u32) -> bool {
+    images
+        .iter()
+        .filter(|i| i.meta.hostname == host)
+        .flat_map(|i| i.meta.fds.iter())
+        .any(|x| x.pty.as_ref().is_some_and(|p| p.master && p.index == index))
+}
+
+/// What the master of /dev/pts/`index` on `host` had not read yet.
+fn pty_output(images: &[ImageFds<'_>], host: &str, index: u32) -> Vec<u8> {
+    images
+        .iter()
+        .filter(|i| i.meta.hostname == host)
+        .flat_map(|i| i.meta.fds.iter())
+        .find(|x| x.pty.as_ref().is_some_and(|p| p.master && p.index == index) && !x.queued.is_empty())
+        .map(|x| x.queued.concat())
+        .unwrap_or_default()
+}
+
+/// Is the object behind `e` made anew for the restarted computation (rather than standing for
+/// something outside it)? For stdin/stdout/stderr this decides between the restored object and
+/// dmtcp_restart's own: a pipe to another process of the computation, a socket whose peer is in
+/// it, a pseudo-terminal whose master is in it.
+fn in_computation(images: &[ImageFds<'_>], host: &str, e: &FdEntry) -> bool {
+    let on_host = || images.iter().filter(|i| i.meta.hostname == host).flat_map(|i| i.meta.fds.iter());
+    match e.kind {
+        FdKind::Pipe if e.path.starts_with("pipe:") => on_host().filter(|x| x.kind == FdKind::Pipe && x.inode == e.inode).count() > 1,
+        FdKind::Socket => e.socket.as_ref().and_then(|s| s.peer_inode).is_some_and(|peer| on_host().any(|x| x.inode == peer)),
+        FdKind::CharDevice => e.pty.as_ref().is_some_and(|p| pty_master_known(images, host, p.index)),
+        _ => false,
+    }
 }
 
 /// The first non-empty queued data recorded for (host, inode) by any image.
@@ -196,6 +243,45 @@ fn write_all_now(fd: RawFd, data: &[u8]) -> std::io::Result<()> {
         done += n as usize;
     }
     Ok(())
+}
+
+/// A new pseudo-terminal (master, slave) with the settings and window size of `p`, and
+/// `output` waiting on the master side (what the old master had not read yet).
+fn new_pty(p: &dmtcp_engine::meta::PtyInfo, output: &[u8]) -> Option<(RawFd, RawFd)> {
+    // SAFETY: posix_openpt and friends on our own new fds; ptsname_r writes into `name`.
+    unsafe {
+        let m = libc::posix_openpt(libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC);
+        if m < 0 {
+            return None;
+        }
+        let mut name = [0 as libc::c_char; 64];
+        if libc::grantpt(m) != 0 || libc::unlockpt(m) != 0 || libc::ptsname_r(m, name.as_mut_ptr(), name.len()) != 0 {
+            libc::close(m);
+            return None;
+        }
+        let s = libc::open(name.as_ptr(), libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC);
+        if s < 0 {
+            libc::close(m);
+            return None;
+        }
+        if p.termios.len() == std::mem::size_of::<libc::termios>() {
+            let mut t: libc::termios = std::mem::zeroed();
+            std::ptr::copy_nonoverlapping(p.termios.as_ptr(), (&mut t as *mut libc::termios).cast::<u8>(), p.termios.len());
+            if !output.is_empty() {
+                // Already processed on its way out the first time.
+                let mut raw = t;
+                raw.c_oflag &= !libc::OPOST;
+                libc::tcsetattr(s, libc::TCSANOW, &raw);
+                set_nonblock(s, true);
+                let _ = write_all_now(s, output);
+                set_nonblock(s, false);
+            }
+            libc::tcsetattr(s, libc::TCSANOW, &t);
+        }
+        let w = libc::winsize { ws_row: p.winsize[0], ws_col: p.winsize[1], ws_xpixel: p.winsize[2], ws_ypixel: p.winsize[3] };
+        libc::ioctl(m, libc::TIOCSWINSZ, &w);
+        Some((m, s))
+    }
 }
 
 /// A new eventfd, timerfd, signalfd or (empty) epoll instance in the recorded state.
@@ -280,13 +366,14 @@ impl<'a> Builder<'a> {
     /// The description for the first holder `e` (of image `i`).
     fn create(&mut self, i: usize, e: &'a FdEntry) -> RawFd {
         let img = &self.images[i];
-        if e.fd <= 2 {
+        if e.fd <= 2 && !in_computation(self.images, &img.meta.hostname, e) {
             // Shared with a process's stdin/stdout/stderr, which are dmtcp_restart's now.
             // SAFETY: F_DUPFD_CLOEXEC of our own standard fd.
             let fd = unsafe { libc::fcntl(e.fd, libc::F_DUPFD_CLOEXEC, self.top) };
             return if fd >= 0 { fd } else { self.null_for(e, "shares a standard fd that is closed") };
         }
         let fd = match e.kind {
+            FdKind::CharDevice if e.pty.as_ref().is_some_and(|p| pty_master_known(self.images, &img.meta.hostname, p.index)) => self.pty_end(i, e),
             FdKind::File | FdKind::CharDevice => {
                 if e.kind == FdKind::File && !self.put_back.contains(&e.path) {
                     // Once per file: a second copy would replace the file the first fd was just opened on.
@@ -310,6 +397,30 @@ impl<'a> Builder<'a> {
             },
         };
         set_nonblock(fd, e.flags & libc::O_NONBLOCK != 0);
+        fd
+    }
+
+    /// A new pseudo-terminal for each old one whose master is restarted here, with the old
+    /// settings and window size; each old end gets the same end of the new one.
+    fn pty_end(&mut self, i: usize, e: &FdEntry) -> RawFd {
+        let host = self.images[i].meta.hostname.as_str();
+        let Some(p) = e.pty.as_ref() else { return self.null_for(e, "cannot be restored") };
+        let (master, slave) = match self.ptys.get(&(host, p.index)) {
+            Some(&ends) => ends,
+            None => match new_pty(p, &pty_output(self.images, host, p.index)) {
+                Some((m, s)) => {
+                    let ends = (self.stage(m), self.stage(s));
+                    self.ptys.insert((host, p.index), ends);
+                    ends
+                }
+                None => return self.null_for(e, "is a pseudo-terminal that cannot be recreated"),
+            },
+        };
+        // SAFETY: F_DUPFD_CLOEXEC of a staged fd: each old fd keeps its own flags.
+        let fd = unsafe { libc::fcntl(if p.master { master } else { slave }, libc::F_DUPFD_CLOEXEC, self.top) };
+        if fd < 0 {
+            return self.null_for(e, "is a pseudo-terminal that cannot be recreated");
+        }
         fd
     }
 

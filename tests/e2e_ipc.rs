@@ -152,3 +152,36 @@ fn shared_memory_between_parent_and_child_stays_shared() {
     assert_eq!(r.wait_code(), 0, "the restart script\n{}\n{}", r.out(), r.err());
     assert_concat(&before, &r.out(), &expected);
 }
+
+/// The pty fixture's flow: launch, checkpoint with -kc, restart script; output compared.
+fn pty_roundtrip(name: &str, args: &[&str], min_lines: usize) {
+    let t = TempDir::new(name);
+    let prog = fixture("pty");
+    let (expected, code) = run_plain(&prog, args, &t.subdir("plain"));
+    assert_eq!(code, 0, "uninterrupted run:\n{expected}");
+    let coord = Coord::start();
+    let mut run = launch(&t.path, &LaunchOpts { port: Some(coord.port), ..Default::default() }, &prog, args);
+    run.wait_lines(min_lines);
+    coord.kcheckpoint();
+    let _ = run.proc.wait();
+    reap_orphans();
+    let before = run.out();
+    let mut r = restart_with(&t.path, std::process::Command::new(restart_script(&t.path)), "restart");
+    assert_eq!(r.wait_code(), 0, "the restart script\n{}\n{}", r.out(), r.err());
+    assert!(!r.err().contains("/dev/null"), "a descriptor was not restored:\n{}", r.err());
+    assert_concat(&before, &r.out(), &expected);
+}
+
+/// A parent driving its child through a pseudo-terminal: after the restart the child has a new
+/// pty as its controlling terminal, stdin, stdout and stderr, with the old settings (echo off)
+/// and window size, and is its foreground group.
+#[test]
+fn pseudo_terminal_between_parent_and_child_survives() {
+    pty_roundtrip("pty", &["50"], 8);
+}
+
+/// The same with bash reading commands from the terminal (stty size and tty run in it).
+#[test]
+fn bash_in_a_pseudo_terminal_survives() {
+    pty_roundtrip("pty-bash", &["30", "bash"], 6);
+}

@@ -43,6 +43,29 @@ pub struct FdEntry {
     pub pipe_size: u32,
     /// eventfd, timerfd, signalfd and epoll instances: what recreates them.
     pub anon: Option<AnonFd>,
+    /// A pseudo-terminal's master (/dev/ptmx) or slave (/dev/pts/N).
+    pub pty: Option<PtyInfo>,
+}
+
+/// One end of a pseudo-terminal.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct PtyInfo {
+    pub master: bool,
+    /// N of /dev/pts/N.
+    pub index: u32,
+    /// The terminal's settings (`struct termios` as tcgetattr filled it; same CPU at restart).
+    pub termios: Vec<u8>,
+    /// rows, columns, x and y pixels (TIOCGWINSZ).
+    pub winsize: [u16; 4],
+}
+
+/// The controlling terminal of a process, when it is a pseudo-terminal.
+#[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ctty {
+    /// N of /dev/pts/N.
+    pub index: u32,
+    /// Its foreground process group at checkpoint time.
+    pub foreground_pgid: u32,
 }
 
 /// The state of an anonymous-inode fd, from /proc/self/fdinfo.
@@ -108,7 +131,21 @@ pub struct SocketInfo {
 impl FdEntry {
     /// An entry with no sharing, inode or queued data (what /proc alone tells).
     pub fn basic(fd: i32, kind: FdKind, path: String, flags: i32, offset: u64, cloexec: bool) -> FdEntry {
-        FdEntry { fd, kind, path, flags, offset, cloexec, inode: 0, shares: None, queued: Vec::new(), socket: None, pipe_size: 0, anon: None }
+        FdEntry {
+            fd,
+            kind,
+            path,
+            flags,
+            offset,
+            cloexec,
+            inode: 0,
+            shares: None,
+            queued: Vec::new(),
+            socket: None,
+            pipe_size: 0,
+            anon: None,
+            pty: None,
+        }
     }
 }
 
@@ -140,6 +177,8 @@ pub struct ProcessMeta {
     pub coord_port: u16,
     pub ckpt_dir: String,
     pub gzip: bool,
+    /// Since 1.2: the controlling terminal, if it is a pseudo-terminal.
+    pub ctty: Option<Ctty>,
 }
 
 impl ProcessMeta {
@@ -213,6 +252,7 @@ impl From<v1::ProcessMeta> for ProcessMeta {
             coord_port: m.coord_port,
             ckpt_dir: m.ckpt_dir,
             gzip: m.gzip,
+            ctty: None,
         }
     }
 }

@@ -129,6 +129,7 @@ fn process_meta(generation: u64, ckpt_dir: &std::path::Path, fd_table: Vec<dmtcp
         coord_port: cfg.coord_port,
         ckpt_dir: ckpt_dir.display().to_string(),
         gzip: cfg.gzip,
+        ctty: fd_state::controlling_pty(),
     }
 }
 

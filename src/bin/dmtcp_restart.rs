@@ -399,6 +399,32 @@ fn rejoin_group_and_session(h: &dmtcp_layout::FileHeader, old_pid: u32) {
     }
 }
 
+/// A restarted session leader whose controlling terminal was a pseudo-terminal of the
+/// computation takes the new one, and its foreground group is set again.
+fn take_controlling_terminal(restored: &Restored, info: &ImageInfo, old_pid: u32) {
+    let (meta, h) = (&info.meta, &info.header);
+    let Some(ctty) = meta.ctty else { return };
+    let Some(slave) = restored.staged.pty_slave(&meta.hostname, ctty.index) else { return };
+    if h.sid != old_pid {
+        return; // only a session leader takes a terminal; the others inherit it
+    }
+    // SAFETY: ioctl and tcsetpgrp on a staged fd of ours; SIGTTOU ignored around tcsetpgrp (the
+    // loader puts every handler back from the image).
+    unsafe {
+        if libc::ioctl(slave, libc::TIOCSCTTY, 0) != 0 {
+            eprintln!("{PROG}: process {old_pid}: cannot take its terminal again: {}", std::io::Error::last_os_error());
+            return;
+        }
+        if ctty.foreground_pgid != 0 && ctty.foreground_pgid != old_pid {
+            // The foreground group may not exist yet (its processes restart later): then the
+            // leader's own group stays in the foreground.
+            libc::signal(libc::SIGTTOU, libc::SIG_IGN);
+            libc::tcsetpgrp(slave, ctty.foreground_pgid as libc::pid_t);
+            libc::signal(libc::SIGTTOU, libc::SIG_DFL);
+        }
+    }
+}
+
 /// Fork the children of `node` (each restarting its own subtree), then become `node`'s process.
 fn restart_subtree(args: &Args, addr: &coord_client::CoordAddr, restored: &Restored, slots: &mut [Option<Prepared>], node: &proctree::Node) -> ! {
     for child in &node.children {
@@ -410,6 +436,8 @@ fn restart_subtree(args: &Args, addr: &coord_client::CoordAddr, restored: &Resto
                 }
                 if let Some(img) = slots[child.index].as_ref() {
                     rejoin_group_and_session(&img.info.header, old_pid);
+                    // Before it forks the session's other processes, which inherit it.
+                    take_controlling_terminal(restored, &img.info, old_pid);
                 }
                 restart_subtree(args, addr, restored, slots, child)
             }

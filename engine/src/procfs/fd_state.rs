@@ -7,7 +7,7 @@
 //! own allocator) but takes no glibc lock.
 
 use super::unix_diag;
-use crate::meta::{FdEntry, FdKind, FdRef, SocketInfo};
+use crate::meta::{Ctty, FdEntry, FdKind, FdRef, PtyInfo, SocketInfo};
 use std::io;
 
 /// Largest amount of queued data kept per fd; a pipe or socket holding more (a raised
@@ -37,6 +37,12 @@ pub fn complete(entries: &mut [FdEntry]) {
                 e.socket = Some(info);
             }
             FdKind::Other => e.anon = super::anon_fds::read(e.fd, &e.path),
+            FdKind::CharDevice => {
+                e.pty = pty_info(e.fd, &e.path);
+                if let Some(p) = e.pty.as_ref().filter(|p| p.master) {
+                    e.queued = drain_pty_output(e.fd, p.index).map(|d| vec![d]).unwrap_or_default();
+                }
+            }
             _ => {}
         }
         e.queued.retain(|chunk| !chunk.is_empty());
@@ -123,6 +129,82 @@ fn sock_addr(fd: i32, call: NameFn) -> Option<Addr> {
         }
         _ => None,
     }
+}
+
+/// A pseudo-terminal end: its index, settings and window size.
+fn pty_info(fd: i32, path: &str) -> Option<PtyInfo> {
+    let master = path == "/dev/ptmx" || path == "/dev/pts/ptmx";
+    let index = if master {
+        let mut n: libc::c_uint = 0;
+        // SAFETY: TIOCGPTN writes one unsigned int.
+        if unsafe { libc::ioctl(fd, libc::TIOCGPTN, &mut n) } != 0 {
+            return None;
+        }
+        n
+    } else {
+        path.strip_prefix("/dev/pts/")?.parse().ok()?
+    };
+    // SAFETY: termios and winsize are plain data that the calls fill.
+    let (mut t, mut w): (libc::termios, libc::winsize) = unsafe { (std::mem::zeroed(), std::mem::zeroed()) };
+    // SAFETY: valid pointers to the structs above.
+    if unsafe { libc::tcgetattr(fd, &mut t) } != 0 || unsafe { libc::ioctl(fd, libc::TIOCGWINSZ, &mut w) } != 0 {
+        return None;
+    }
+    // SAFETY: termios is plain data; its bytes are what tcsetattr takes back.
+    let termios = unsafe { std::slice::from_raw_parts((&t as *const libc::termios).cast::<u8>(), std::mem::size_of::<libc::termios>()) }.to_vec();
+    Some(PtyInfo { master, index, termios, winsize: [w.ws_row, w.ws_col, w.ws_xpixel, w.ws_ypixel] })
+}
+
+/// What the program on the slave side wrote and the master side has not read yet. A terminal
+/// cannot be peeked: the bytes are read from the master and written back at once through the
+/// slave with output processing off (they were processed on their way in), so the running
+/// computation sees them again. Every process of the computation is suspended meanwhile.
+fn drain_pty_output(master: i32, index: u32) -> io::Result<Vec<u8>> {
+    let mut pending: libc::c_int = 0;
+    // SAFETY: FIONREAD writes one int.
+    if unsafe { libc::ioctl(master, libc::FIONREAD, &mut pending) } != 0 || pending <= 0 {
+        return Ok(Vec::new());
+    }
+    let path = std::ffi::CString::new(format!("/dev/pts/{index}")).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+    // SAFETY: opening the slave by path, without making it a controlling terminal.
+    let slave = unsafe { libc::open(path.as_ptr(), libc::O_WRONLY | libc::O_NOCTTY | libc::O_NONBLOCK | libc::O_CLOEXEC) };
+    if slave < 0 {
+        return Err(io::Error::last_os_error()); // cannot put them back: leave them where they are
+    }
+    let mut data = vec![0u8; (pending as usize).min(MAX_QUEUED)];
+    // SAFETY: fcntl, read, tcgetattr/tcsetattr and write on our fds and buffers; the checkpoint
+    // thread blocks SIGTTOU, so tcsetattr from outside the foreground group proceeds.
+    unsafe {
+        let fl = libc::fcntl(master, libc::F_GETFL);
+        libc::fcntl(master, libc::F_SETFL, fl | libc::O_NONBLOCK);
+        let n = libc::read(master, data.as_mut_ptr().cast(), data.len());
+        libc::fcntl(master, libc::F_SETFL, fl);
+        data.truncate(usize::try_from(n).unwrap_or(0));
+        let mut t: libc::termios = std::mem::zeroed();
+        if !data.is_empty() && libc::tcgetattr(slave, &mut t) == 0 {
+            let mut raw = t;
+            raw.c_oflag &= !libc::OPOST;
+            libc::tcsetattr(slave, libc::TCSANOW, &raw);
+            let _ = libc::write(slave, data.as_ptr().cast(), data.len());
+            libc::tcsetattr(slave, libc::TCSANOW, &t);
+        }
+        libc::close(slave);
+    }
+    Ok(data)
+}
+
+/// This process's controlling terminal when it is /dev/pts/N, and its foreground group, from
+/// /proc/self/stat (tty_nr and tpgid).
+pub fn controlling_pty() -> Option<Ctty> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    let mut f = stat.rsplit_once(") ")?.1.split_whitespace();
+    // After the command: state, ppid, pgrp, session, tty_nr, tpgid.
+    let tty_nr: u32 = f.nth(4)?.parse().ok()?;
+    let tpgid: i64 = f.next()?.parse().ok()?;
+    let major = (tty_nr >> 8) & 0xfff;
+    let minor = (tty_nr & 0xff) | ((tty_nr >> 12) & 0xfff00);
+    // Unix98 pty slaves have majors 136 to 143.
+    (136..=143).contains(&major).then(|| Ctty { index: (major - 136) * 256 + minor, foreground_pgid: u32::try_from(tpgid).unwrap_or(0) })
 }
 
 /// Can this fd read (O_RDONLY or O_RDWR)?
