@@ -71,13 +71,16 @@ fn split_environ(bytes: &[u8]) -> (&[u8], &[u8]) {
 /// Every thread of the program is restored and waits; tell the user how to attach and wait until
 /// a debugger has. Attaching stops every thread of this process (this one too, so it cannot watch
 /// for the debugger itself: a batch gdb may come and go between two looks). A watcher process
-/// does the watching and writes to a pipe once /proc/<pid>/status shows a tracer; this thread
+/// does the watching and writes to a pipe once this thread's /proc status shows a tracer; this thread
 /// reads that pipe, and so continues as soon as the debugger lets the process run.
 fn wait_for_debugger() {
     let pid = std::process::id();
     let exe = std::fs::read_link("/proc/self/exe").map(|p| p.display().to_string()).unwrap_or_default();
     eprintln!("[dmtcp] restarted process {pid} is paused for a debugger: gdb {exe} {pid} (it resumes once a debugger is attached)");
-    let status_path = format!("/proc/{pid}/status\0");
+    // This thread's own status: a debugger attaches the threads one by one, and the process's
+    // (its main thread's) tracer can show before this thread is stopped too, which would let it
+    // run on before the debugger has looked at it.
+    let status_path = format!("/proc/{pid}/task/{}/status\0", dmtcp_arch::sys::gettid());
     let mut fds = [0i32; 2];
     // SAFETY: pipe2 writes two fds into `fds`.
     if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
