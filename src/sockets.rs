@@ -17,7 +17,7 @@ pub fn unix_unconnected(info: &SocketInfo, cwd: &str) -> Option<RawFd> {
         return None;
     }
     let ok = match &info.name {
-        Some(name) => bind_unix(fd, name, cwd),
+        Some(name) => bind_unix(fd, name, cwd, info.path_mode),
         None => true,
     };
     // SAFETY: listen on our own socket.
@@ -30,9 +30,10 @@ pub fn unix_unconnected(info: &SocketInfo, cwd: &str) -> Option<RawFd> {
     Some(fd)
 }
 
-fn bind_unix(fd: RawFd, name: &[u8], cwd: &str) -> bool {
+fn bind_unix(fd: RawFd, name: &[u8], cwd: &str, mode: Option<u32>) -> bool {
     use std::os::unix::ffi::OsStrExt;
     let mut name = name.to_vec();
+    let mut file = None;
     if name.first().is_some_and(|&b| b != 0) {
         // A path, relative to the working directory of the bind: the checkpointed cwd.
         let path = Path::new(std::ffi::OsStr::from_bytes(&name));
@@ -42,6 +43,7 @@ fn bind_unix(fd: RawFd, name: &[u8], cwd: &str) -> bool {
             let _ = std::fs::remove_file(&path);
         }
         name = path.as_os_str().as_bytes().to_vec();
+        file = Some(path);
     }
     // SAFETY: sockaddr_un is plain data.
     let mut sa: libc::sockaddr_un = unsafe { std::mem::zeroed() };
@@ -54,7 +56,14 @@ fn bind_unix(fd: RawFd, name: &[u8], cwd: &str) -> bool {
     }
     let len = std::mem::size_of::<libc::sa_family_t>() + name.len() + usize::from(name.first() != Some(&0));
     // SAFETY: bind with a sockaddr_un of `len` meaningful bytes.
-    unsafe { libc::bind(fd, (&sa as *const libc::sockaddr_un).cast(), len as libc::socklen_t) == 0 }
+    if unsafe { libc::bind(fd, (&sa as *const libc::sockaddr_un).cast(), len as libc::socklen_t) } != 0 {
+        return false;
+    }
+    if let (Some(path), Some(mode)) = (file, mode) {
+        use std::os::unix::fs::PermissionsExt;
+        let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode));
+    }
+    true
 }
 
 /// A TCP listener on its old address (SO_REUSEADDR: the killed process's connections may linger).

@@ -185,3 +185,56 @@ fn pseudo_terminal_between_parent_and_child_survives() {
 fn bash_in_a_pseudo_terminal_survives() {
     pty_roundtrip("pty-bash", &["30", "bash"], 6);
 }
+
+/// GNU screen (where DMTCP has trouble): `screen -D -m` with a job in its window. After the
+/// checkpoint, kill and restart script, the job goes on where it was (no line lost or
+/// repeated) and `screen -ls` still finds the session, detached, through its restored socket.
+#[test]
+fn gnu_screen_session_survives() {
+    assert!(
+        std::process::Command::new("screen").arg("-v").output().is_ok(),
+        "GNU screen is not installed (apt-get install screen; .ci/run installs it)"
+    );
+    let t = TempDir::new("screen");
+    let screendir = t.join("sockets");
+    fs::create_dir_all(&screendir).expect("SCREENDIR");
+    fs::set_permissions(&screendir, std::os::unix::fs::PermissionsExt::from_mode(0o700)).expect("chmod SCREENDIR");
+    fs::write(t.join("job.sh"), "for i in $(seq 1 80); do echo $i >> out.txt; sleep 0.05; done\n").expect("job.sh");
+    let screendir_s = screendir.display().to_string();
+    let env = vec![("SCREENDIR", screendir_s.clone())];
+    let coord = Coord::start();
+    let screen = std::path::Path::new("screen");
+    let mut run = launch(
+        &t.path,
+        &LaunchOpts { port: Some(coord.port), env: env.clone(), ..Default::default() },
+        screen,
+        &["-D", "-m", "-S", "job", "bash", "job.sh"],
+    );
+    let lines = || fs::read_to_string(t.join("out.txt")).unwrap_or_default();
+    let deadline = std::time::Instant::now() + TIMEOUT;
+    while lines().lines().count() < 10 {
+        assert!(std::time::Instant::now() < deadline && run.proc.running(), "the job in screen did not start:\n{}", run.err());
+        std::thread::sleep(POLL);
+    }
+    coord.kcheckpoint();
+    let _ = run.proc.wait();
+    reap_orphans();
+    let mut c = std::process::Command::new(restart_script(&t.path));
+    c.env("SCREENDIR", &screendir_s);
+    let mut r = restart_with(&t.path, c, "restart");
+    let ls = || {
+        let o = std::process::Command::new("screen").arg("-ls").env("SCREENDIR", &screendir_s).output().expect("screen -ls");
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    };
+    // While the job runs: the session is listed, detached (screen keeps that in the socket's
+    // mode), once the restarted screen listens again.
+    let expected: String = (1..=80).map(|i| format!("{i}\n")).collect();
+    let mut listed = ls();
+    while !listed.contains("(Detached)") && lines() != expected && std::time::Instant::now() < deadline {
+        std::thread::sleep(POLL);
+        listed = ls();
+    }
+    assert!(listed.contains(".job") && listed.contains("(Detached)"), "screen -ls after the restart:\n{listed}");
+    assert_eq!(r.wait_code(), 0, "the restart script\n{}", r.err());
+    assert_eq!(lines(), expected, "the job's output across the restart");
+}

@@ -123,6 +123,9 @@ pub struct SocketInfo {
     /// UNIX: the bound address (sun_path bytes, as given to bind; an abstract name starts
     /// with NUL), if any.
     pub name: Option<Vec<u8>>,
+    /// UNIX, bound to a path: the socket file's permission bits (GNU screen keeps a session's
+    /// attached/detached state in them).
+    pub path_mode: Option<u32>,
     /// IPv4/IPv6: the local and the connected remote address ("127.0.0.1:80", "[::1]:80").
     pub local: Option<String>,
     pub remote: Option<String>,
@@ -305,7 +308,16 @@ mod tests {
         m.fds[0].inode = 7;
         m.fds[0].queued = vec![b"abc".to_vec(), vec![0; 5]];
         m.fds[0].shares = Some(FdRef { pid: 1, fd: 4 });
-        m.fds[0].socket = Some(SocketInfo { family: 1, sock_type: 5, listening: false, peer_inode: Some(8), name: None, local: None, remote: None });
+        m.fds[0].socket = Some(SocketInfo {
+            family: 1,
+            sock_type: 5,
+            listening: false,
+            peer_inode: Some(8),
+            name: None,
+            path_mode: None,
+            local: None,
+            remote: None,
+        });
         m.fds[0].anon = Some(AnonFd::Epoll { targets: vec![EpollTarget { fd: 4, events: 1, data: u64::MAX }] });
         let bytes = postcard::to_allocvec(&m).unwrap();
         assert_eq!(ProcessMeta::decode(&bytes, 2).unwrap(), m);

@@ -66,7 +66,7 @@ thread_local! {
     static DEPTH: Cell<u32> = const { Cell::new(0) };
 }
 
-fn on_ckpt_thread() -> bool {
+pub fn on_ckpt_thread() -> bool {
     let me = CKPT_TID.load(Acquire);
     me != 0 && me == dmtcp_arch::sys::gettid()
 }
@@ -255,8 +255,11 @@ fn hello(stream: &mut TcpStream, restarted: bool) -> Result<(), protocol::Protoc
 
 fn run(mut stream: TcpStream) {
     // Process-directed signals (SIGCHLD, SIGINT, ...) and their application handlers belong on
-    // the application's threads; after a restart this thread runs with all blocked too.
-    let all: u64 = !0;
+    // the application's threads; after a restart this thread runs with all blocked too. All but
+    // glibc's own two (SIGCANCEL 32, SIGSETXID 33): setuid()/setgid() in a threaded process waits
+    // until every thread has taken SIGSETXID (GNU screen's child hung on it).
+    let glibc_internal: u64 = (1 << (32 - 1)) | (1 << (33 - 1));
+    let all: u64 = !glibc_internal;
     let _ = dmtcp_arch::rt_sigprocmask(libc::SIG_SETMASK, Some(&all), None);
     CKPT_TID.store(dmtcp_arch::sys::gettid(), Release);
     loop {

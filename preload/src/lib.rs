@@ -11,6 +11,7 @@ mod ckpt;
 mod config;
 mod open_files;
 mod plugin;
+mod protected_fds;
 mod restart_settings;
 mod threads;
 mod wrappers;

@@ -69,6 +69,7 @@ fn socket_info(fd: i32, inode: u64) -> SocketInfo {
         listening: sockopt_int(fd, libc::SO_ACCEPTCONN) == 1,
         peer_inode: None,
         name: None,
+        path_mode: None,
         local: None,
         remote: None,
     };
@@ -82,6 +83,17 @@ fn socket_info(fd: i32, inode: u64) -> SocketInfo {
             info.remote = sock_addr(fd, libc::getpeername).and_then(|a| a.ip);
         }
         _ => {}
+    }
+    if info.listening || info.peer_inode.is_none() {
+        use std::os::unix::ffi::OsStrExt;
+        use std::os::unix::fs::PermissionsExt;
+        // Relative names resolve against this process's cwd, as they did at bind time.
+        info.path_mode = info
+            .name
+            .as_deref()
+            .filter(|n| n.first().is_some_and(|&b| b != 0))
+            .and_then(|n| std::fs::symlink_metadata(std::ffi::OsStr::from_bytes(n)).ok())
+            .map(|m| m.permissions().mode() & 0o7777);
     }
     info
 }
