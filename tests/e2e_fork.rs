@@ -141,3 +141,25 @@ fn spawned_and_vforked_children_are_followed() {
         assert_eq!(fs::read_to_string(t.join(format!("{name}.txt"))).unwrap_or_default(), want, "{name}.txt");
     }
 }
+
+/// Children that had ended but were not reaped at the checkpoint are there again after the
+/// restart, with their pids and exit status: the restarted parent's waitpid() reaps them.
+#[test]
+fn unreaped_children_are_reaped_after_restart() {
+    let t = TempDir::new("zombies");
+    let prog = fixture("zombie");
+    let (expected, code) = run_plain(&prog, &["40"], &t.subdir("plain"));
+    assert_eq!(code, 0);
+    assert!(expected.ends_with("first: reaped=1 exited=1 code=5\nsecond: reaped=1 signaled=1 signal=15\n"), "uninterrupted run:\n{expected}");
+    let coord = Coord::start();
+    let mut run = launch(&t.path, &LaunchOpts { port: Some(coord.port), ..Default::default() }, &prog, &["40"]);
+    run.wait_lines(8);
+    coord.kcheckpoint();
+    let _ = run.proc.wait();
+    reap_orphans(); // the killed parent's zombies, so that their pids are free again
+    let before = run.out();
+    let mut r = restart(&t.path, Some(coord.port), &[], &image(&t.path, "zombie"), "restart");
+    assert_eq!(r.wait_code(), 0, "restart\n{}", r.err());
+    assert!(!r.err().contains("cannot be made again"), "{}", r.err());
+    assert_concat(&before, &r.out(), &expected);
+}

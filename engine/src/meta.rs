@@ -182,6 +182,9 @@ pub struct ProcessMeta {
     pub gzip: bool,
     /// Since 1.2: the controlling terminal, if it is a pseudo-terminal.
     pub ctty: Option<Ctty>,
+    /// Since 1.2: children that had exited but were not reaped yet (pid, wait status), made
+    /// again at restart so that the program's waitpid() finds them.
+    pub zombies: Vec<(u32, i32)>,
 }
 
 impl ProcessMeta {
@@ -256,6 +259,7 @@ impl From<v1::ProcessMeta> for ProcessMeta {
             ckpt_dir: m.ckpt_dir,
             gzip: m.gzip,
             ctty: None,
+            zombies: Vec::new(),
         }
     }
 }

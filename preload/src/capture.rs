@@ -130,6 +130,7 @@ fn process_meta(generation: u64, ckpt_dir: &std::path::Path, fd_table: Vec<dmtcp
         ckpt_dir: ckpt_dir.display().to_string(),
         gzip: cfg.gzip,
         ctty: fd_state::controlling_pty(),
+        zombies: fd_state::zombie_children(),
     }
 }
 

@@ -425,6 +425,37 @@ fn take_controlling_terminal(restored: &Restored, info: &ImageInfo, old_pid: u32
     }
 }
 
+/// Children that had exited but were not reaped at checkpoint time are made again, with their
+/// pid, to end at once with the same status: the restored program's waitpid() reaps them.
+fn recreate_zombies(args: &Args, info: &ImageInfo) {
+    for &(pid, status) in &info.meta.zombies {
+        match proctree::fork_exact(pid) {
+            Ok(proctree::Forked::Child { .. }) => {
+                // SAFETY: in the new child: end it as the old one ended (without running
+                // anything of this process's).
+                unsafe {
+                    if libc::WIFSIGNALED(status) {
+                        let sig = libc::WTERMSIG(status);
+                        libc::signal(sig, libc::SIG_DFL);
+                        let mut set: libc::sigset_t = std::mem::zeroed();
+                        libc::sigemptyset(&mut set);
+                        libc::sigaddset(&mut set, sig);
+                        libc::sigprocmask(libc::SIG_UNBLOCK, &set, std::ptr::null_mut());
+                        libc::kill(libc::getpid(), sig);
+                    }
+                    libc::_exit(libc::WEXITSTATUS(status))
+                }
+            }
+            Ok(proctree::Forked::Parent { .. }) => {}
+            Err(e) => {
+                if args.quiet == 0 {
+                    eprintln!("{PROG}: the exited child {pid} cannot be made again (its parent's waitpid will not find it): {e}");
+                }
+            }
+        }
+    }
+}
+
 /// Fork the children of `node` (each restarting its own subtree), then become `node`'s process.
 fn restart_subtree(args: &Args, addr: &coord_client::CoordAddr, restored: &Restored, slots: &mut [Option<Prepared>], node: &proctree::Node) -> ! {
     for child in &node.children {
@@ -446,5 +477,6 @@ fn restart_subtree(args: &Args, addr: &coord_client::CoordAddr, restored: &Resto
         }
     }
     let Some(img) = slots[node.index].take() else { die(PROG, "internal error: an image restarted twice") };
+    recreate_zombies(args, &img.info);
     restart_one(args, addr, restored, node.index, img)
 }

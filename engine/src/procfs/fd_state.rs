@@ -205,6 +205,28 @@ fn drain_pty_output(master: i32, index: u32) -> io::Result<Vec<u8>> {
     Ok(data)
 }
 
+/// This process's children that have exited and wait to be reaped: (pid, wait status), from
+/// /proc/self/task/*/children and each child's /proc/PID/stat (state Z, exit_code).
+pub fn zombie_children() -> Vec<(u32, i32)> {
+    let tasks = super::fds::list_numeric_dir("/proc/self/task").unwrap_or_default();
+    let mut out = Vec::new();
+    for tid in tasks {
+        let children = std::fs::read_to_string(format!("/proc/self/task/{tid}/children")).unwrap_or_default();
+        for pid in children.split_whitespace().filter_map(|p| p.parse::<u32>().ok()) {
+            let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { continue };
+            let Some((_, rest)) = stat.rsplit_once(") ") else { continue };
+            let fields: Vec<&str> = rest.split_whitespace().collect();
+            // rest starts at field 3 (state); exit_code is field 52.
+            if fields.first() == Some(&"Z") {
+                if let Some(status) = fields.get(52 - 3).and_then(|v| v.parse::<i32>().ok()) {
+                    out.push((pid, status));
+                }
+            }
+        }
+    }
+    out
+}
+
 /// This process's controlling terminal when it is /dev/pts/N, and its foreground group, from
 /// /proc/self/stat (tty_nr and tpgid).
 pub fn controlling_pty() -> Option<Ctty> {
