@@ -72,11 +72,24 @@ pub fn tcp_listener(local: &str) -> Option<RawFd> {
     TcpListener::bind(addr).ok().map(|l| cloexec(l.into_raw_fd()))
 }
 
-/// A UDP socket bound to its old address and connected to its old peer, if it had them.
-pub fn udp(info: &SocketInfo) -> Option<RawFd> {
+/// A UDP socket bound to its old address and connected to its old peer, if it had them, with
+/// the datagrams that were queued on it sent to it again (from a scratch socket: their source
+/// address is not the original one).
+pub fn udp(info: &SocketInfo, queued: &[Vec<u8>]) -> Option<RawFd> {
     let any: SocketAddr = if info.family == libc::AF_INET6 { "[::]:0".parse().ok()? } else { "0.0.0.0:0".parse().ok()? };
     let local = info.local.as_deref().and_then(|l| l.parse().ok()).unwrap_or(any);
     let s = UdpSocket::bind(local).ok()?;
+    if !queued.is_empty() {
+        let mut to = s.local_addr().ok()?;
+        if to.ip().is_unspecified() {
+            to.set_ip(if to.is_ipv6() { std::net::Ipv6Addr::LOCALHOST.into() } else { std::net::Ipv4Addr::LOCALHOST.into() });
+        }
+        if let Ok(scratch) = UdpSocket::bind(any) {
+            for msg in queued {
+                let _ = scratch.send_to(msg, to);
+            }
+        }
+    }
     if let Some(remote) = info.remote.as_deref().and_then(|r| r.parse::<SocketAddr>().ok()) {
         s.connect(remote).ok()?;
     }

@@ -507,7 +507,7 @@ impl<'a> Builder<'a> {
             libc::AF_UNIX => return self.unix_pair(host, e, info),
             libc::AF_INET | libc::AF_INET6 if info.listening => sockets::tcp_listener(info.local.as_deref()?)?,
             libc::AF_INET | libc::AF_INET6 if info.sock_type == libc::SOCK_STREAM => return self.tcp_pair(host, e, info),
-            libc::AF_INET | libc::AF_INET6 => sockets::udp(info)?,
+            libc::AF_INET | libc::AF_INET6 => sockets::udp(info, &e.queued)?,
             _ => return None,
         };
         let fd = self.stage(fd);
