@@ -48,6 +48,8 @@ struct Builder<'a> {
     fifos: HashMap<&'a str, RawFd>,
     /// UNIX sockets by (host, inode): the new socket of each end of a recreated pair.
     sockets: HashMap<(&'a str, u64), RawFd>,
+    /// POSIX message queues made again, by (host, name).
+    mqueues: std::collections::HashSet<(&'a str, &'a str)>,
     /// Pseudo-terminals by (host, N of /dev/pts/N): (master, slave).
     ptys: HashMap<(&'a str, u32), (RawFd, RawFd)>,
     put_back: Vec<String>,
@@ -69,6 +71,7 @@ impl Staged {
             fifos: HashMap::new(),
             sockets: HashMap::new(),
             ptys: HashMap::new(),
+            mqueues: std::collections::HashSet::new(),
             put_back: Vec::new(),
         };
         let index: HashMap<GlobalFd<'_>, (usize, usize)> = images
@@ -108,7 +111,8 @@ impl Staged {
     }
 
     /// In the restarted process of image `image`: put each of its fds (above 2) at its number,
-    /// with its close-on-exec flag. The staged originals stay open (close_others ends them).
+    /// without close-on-exec (see [`Staged::cloexec_fds`]). The staged originals stay open
+    /// (close_others ends them).
     pub fn place(&self, image: usize, meta: &ProcessMeta) {
         for e in meta.fds.iter().filter(|e| e.fd > 2 || self.by_entry.contains_key(&(image, e.fd))) {
             let Some(&from) = self.by_entry.get(&(image, e.fd)) else { continue };
@@ -116,11 +120,14 @@ impl Staged {
             if unsafe { libc::dup2(from, e.fd) } < 0 {
                 crate::cli::die(PROG, format!("cannot place file descriptor {}: {}", e.fd, std::io::Error::last_os_error()));
             }
-            if e.cloexec {
-                // SAFETY: setting a flag on the application's fd.
-                unsafe { libc::fcntl(e.fd, libc::F_SETFD, libc::FD_CLOEXEC) };
-            }
         }
+    }
+
+    /// The fds of image `image` that [`Staged::place`] puts in place and that were close-on-exec:
+    /// libdmtcp sets the flag again after the restart (here it would close them at the exec of
+    /// the loader).
+    pub fn cloexec_fds(&self, image: usize, meta: &ProcessMeta) -> Vec<RawFd> {
+        meta.fds.iter().filter(|e| e.cloexec && self.by_entry.contains_key(&(image, e.fd))).map(|e| e.fd).collect()
     }
 
     /// After [`Staged::place`]: fill the new epoll instances of image `image` with what the old
@@ -374,6 +381,10 @@ impl<'a> Builder<'a> {
         }
         let fd = match e.kind {
             FdKind::CharDevice if e.pty.as_ref().is_some_and(|p| pty_master_known(self.images, &img.meta.hostname, p.index)) => self.pty_end(i, e),
+            FdKind::File if e.mqueue.is_some() => match self.mqueue_end(i, e) {
+                Some(fd) => self.stage(fd),
+                None => return self.null_for(e, "is a message queue that cannot be made again"),
+            },
             FdKind::File | FdKind::CharDevice => {
                 if e.kind == FdKind::File && !self.put_back.contains(&e.path) {
                     // Once per file: a second copy would replace the file the first fd was just opened on.
@@ -422,6 +433,48 @@ impl<'a> Builder<'a> {
             return self.null_for(e, "is a pseudo-terminal that cannot be recreated");
         }
         fd
+    }
+
+    /// A POSIX message queue as the image had it: the one of that name now (left by the killed
+    /// processes, or changed since) is replaced by a new one with the saved attributes and
+    /// messages; then each old fd opens it with its own access mode.
+    fn mqueue_end(&mut self, i: usize, e: &'a FdEntry) -> Option<RawFd> {
+        let host = self.images[i].meta.hostname.as_str();
+        let q = e.mqueue.as_ref()?;
+        let name = std::ffi::CString::new(q.name.as_str()).ok()?;
+        if !self.mqueues.contains(&(host, q.name.as_str())) {
+            let messages = self
+                .images
+                .iter()
+                .filter(|img| img.meta.hostname == host)
+                .flat_map(|img| img.meta.fds.iter())
+                .filter_map(|x| x.mqueue.as_ref())
+                .find(|m| m.name == q.name && !m.messages.is_empty())
+                .map_or(&[][..], |m| m.messages.as_slice());
+            // SAFETY: mq_unlink/mq_open with a NUL-terminated name and a local attribute struct;
+            // the descriptor is closed at the end (the queue lives on by its name).
+            unsafe {
+                libc::mq_unlink(name.as_ptr());
+                let mut attr: libc::mq_attr = std::mem::zeroed();
+                attr.mq_maxmsg = q.maxmsg as _;
+                attr.mq_msgsize = q.msgsize as _;
+                let fd =
+                    libc::mq_open(name.as_ptr(), libc::O_RDWR | libc::O_CREAT | libc::O_EXCL | libc::O_NONBLOCK | libc::O_CLOEXEC, q.mode, &attr);
+                if fd < 0 {
+                    return None;
+                }
+                let now = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+                for (prio, m) in messages {
+                    libc::mq_timedsend(fd, m.as_ptr().cast(), m.len(), *prio, &now);
+                }
+                libc::close(fd);
+            }
+            self.mqueues.insert((host, q.name.as_str()));
+        }
+        let flags = (e.flags & (libc::O_ACCMODE | libc::O_NONBLOCK)) | libc::O_CLOEXEC;
+        // SAFETY: mq_open of the queue made above, with the old fd's access mode.
+        let fd = unsafe { libc::mq_open(name.as_ptr(), flags) };
+        (fd >= 0).then_some(fd)
     }
 
     fn pipe_end(&mut self, i: usize, e: &FdEntry) -> RawFd {

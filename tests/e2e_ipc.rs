@@ -237,3 +237,30 @@ fn gnu_screen_session_survives() {
     assert_eq!(r.wait_code(), 0, "the restart script\n{}", r.err());
     assert_eq!(lines(), expected, "the job's output across the restart");
 }
+
+/// A POSIX message queue between a parent and its child, full at the checkpoint: after the
+/// restart it has the same messages in the same order (priorities kept).
+#[test]
+fn posix_message_queue_keeps_its_messages() {
+    let t = TempDir::new("mq");
+    let prog = fixture("mq");
+    let (expected, code) = run_plain(&prog, &["40"], &t.subdir("plain"));
+    assert_eq!(code, 0, "uninterrupted run:\n{expected}");
+    assert!(
+        expected.starts_with("got first 5 prio 5\ngot first 4 prio 4\n") && expected.ends_with("got msg 40 prio 0\ndone\n"),
+        "uninterrupted run:\n{expected}"
+    );
+    let coord = Coord::start();
+    let mut run = launch(&t.path, &LaunchOpts { port: Some(coord.port), ..Default::default() }, &prog, &["40"]);
+    run.wait_lines(8);
+    coord.kcheckpoint();
+    let _ = run.proc.wait();
+    reap_orphans();
+    let before = run.out();
+    let all: Vec<serde_json::Value> = images(&t.path, "mq").iter().flat_map(|i| fds_of(&inspect_json(i))).collect();
+    assert_eq!(all.iter().filter(|f| f["path"].as_str().is_some_and(|p| p.starts_with("/dmtcp-test-mq-"))).count(), 2, "{all:?}");
+    let mut r = restart_with(&t.path, std::process::Command::new(restart_script(&t.path)), "restart");
+    assert_eq!(r.wait_code(), 0, "the restart script\n{}\n{}", r.out(), r.err());
+    assert!(!r.err().contains("/dev/null"), "a descriptor was not restored:\n{}", r.err());
+    assert_concat(&before, &r.out(), &expected);
+}

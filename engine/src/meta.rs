@@ -45,6 +45,20 @@ pub struct FdEntry {
     pub anon: Option<AnonFd>,
     /// A pseudo-terminal's master (/dev/ptmx) or slave (/dev/pts/N).
     pub pty: Option<PtyInfo>,
+    /// A POSIX message queue (mq_open).
+    pub mqueue: Option<MqueueInfo>,
+}
+
+/// A POSIX message queue: enough to make it again with the messages it held.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct MqueueInfo {
+    /// Its name, with the leading slash (as mq_open takes it).
+    pub name: String,
+    pub mode: u32,
+    pub maxmsg: i64,
+    pub msgsize: i64,
+    /// (priority, bytes), in the order mq_receive returned them.
+    pub messages: Vec<(u32, Vec<u8>)>,
 }
 
 /// One end of a pseudo-terminal.
@@ -148,6 +162,7 @@ impl FdEntry {
             pipe_size: 0,
             anon: None,
             pty: None,
+            mqueue: None,
         }
     }
 }

@@ -6,7 +6,9 @@
 //! - `ckptdir=DIR`: `dmtcp_restart --ckptdir`: where the next checkpoints go;
 //! - `pause=1`: `--debug-restart-pause N`, DMTCP_GDB_ATTACH_ON_RESTART or DMTCP_RESTART_PAUSE:
 //!   wait until a debugger attaches. DMTCP_RESTART_PAUSE2 in the program's own (launch-time)
-//!   environment asks the same, as in DMTCP.
+//!   environment asks the same, as in DMTCP;
+//! - `cloexec=3,7`: the program's fds that were close-on-exec: dmtcp_restart could not set the
+//!   flag before it executed the loader (the exec would have closed them).
 //!
 //! Runs on the checkpoint thread after a restart, while the application's threads still wait.
 
@@ -43,6 +45,12 @@ pub fn apply(settings_fd: i64) {
             match key {
                 "ckptdir" => *CKPT_DIR.lock().unwrap_or_else(|e| e.into_inner()) = Some(PathBuf::from(value)),
                 "pause" => pause |= value != "0",
+                "cloexec" => {
+                    for fd in value.split(',').filter_map(|v| v.parse::<i32>().ok()) {
+                        // SAFETY: setting a flag on one of the program's own fds.
+                        unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
+                    }
+                }
                 _ => {}
             }
         }

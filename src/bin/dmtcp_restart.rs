@@ -208,9 +208,13 @@ fn hostname() -> String {
 /// The settings libdmtcp reads in the restarted process (see preload/src/restart_settings.rs),
 /// in a memfd: "key=value" lines, then `environ` and this command's environment (NUL-separated,
 /// with DMTCP_RESTART_CWD) for dmtcp_get_restart_env() and the modify-env plugin.
-fn settings_fd(args: &Args, top: RawFd) -> RawFd {
+fn settings_fd(args: &Args, top: RawFd, cloexec: &[RawFd]) -> RawFd {
     use std::os::unix::ffi::OsStrExt;
     let mut text: Vec<u8> = Vec::new();
+    if !cloexec.is_empty() {
+        let list: Vec<String> = cloexec.iter().map(|fd| fd.to_string()).collect();
+        text.extend_from_slice(format!("cloexec={}\n", list.join(",")).as_bytes());
+    }
     if let Some(dir) = &args.ckptdir {
         let dir = if dir.is_absolute() { dir.clone() } else { std::env::current_dir().map(|c| c.join(dir)).unwrap_or_else(|_| dir.clone()) };
         if let Err(e) = std::fs::create_dir_all(&dir) {
@@ -263,7 +267,7 @@ fn restart_one(args: &Args, addr: &coord_client::CoordAddr, restored: &Restored,
     let top = meta.fds.iter().map(|e| e.fd).chain([meta.coord_fd, 2]).max().unwrap_or(2) + 1;
     let image_fd = dup_at_least(img.raw.into_raw_fd(), top, false);
     let coord_fd = dup_at_least(coord.into_raw_fd(), top, true);
-    let settings = settings_fd(args, top);
+    let settings = settings_fd(args, top, &staged.cloexec_fds(index, meta));
     let exe = exe_fd(meta, top);
     if let Err(e) = std::env::set_current_dir(&meta.cwd) {
         if args.quiet == 0 {

@@ -7,7 +7,7 @@
 //! own allocator) but takes no glibc lock.
 
 use super::unix_diag;
-use crate::meta::{Ctty, FdEntry, FdKind, FdRef, PtyInfo, SocketInfo};
+use crate::meta::{Ctty, FdEntry, FdKind, FdRef, MqueueInfo, PtyInfo, SocketInfo};
 use std::io;
 
 /// Largest amount of queued data kept per fd; a pipe or socket holding more (a raised
@@ -37,13 +37,13 @@ pub fn complete(entries: &mut [FdEntry]) {
                 e.socket = Some(info);
             }
             FdKind::Other => e.anon = super::anon_fds::read(e.fd, &e.path),
+            FdKind::File => e.mqueue = mqueue_info(e.fd, &e.path, e.flags),
             FdKind::CharDevice => {
                 e.pty = pty_info(e.fd, &e.path);
                 if let Some(p) = e.pty.as_ref().filter(|p| p.master) {
                     e.queued = drain_pty_output(e.fd, p.index).map(|d| vec![d]).unwrap_or_default();
                 }
             }
-            _ => {}
         }
         e.queued.retain(|chunk| !chunk.is_empty());
     }
@@ -141,6 +141,53 @@ fn sock_addr(fd: i32, call: NameFn) -> Option<Addr> {
         }
         _ => None,
     }
+}
+
+/// A POSIX message queue: its attributes and messages. Those are taken out with mq_receive and
+/// sent back at once in the same order with the same priorities (a queue cannot be peeked);
+/// every process of the computation is suspended meanwhile.
+// c_long and __fsword_t are i32 on the 32-bit CPUs: the conversions are not useless there.
+#[allow(clippy::useless_conversion)]
+fn mqueue_info(fd: i32, path: &str, flags: i32) -> Option<MqueueInfo> {
+    const MQUEUE_MAGIC: i64 = 0x1980_0202;
+    // SAFETY: statfs/stat are plain data that the calls fill.
+    let (mut sf, mut st): (libc::statfs, libc::stat) = unsafe { (std::mem::zeroed(), std::mem::zeroed()) };
+    // SAFETY: valid pointers to the structs above.
+    if unsafe { libc::fstatfs(fd, &mut sf) } != 0 || i64::from(sf.f_type) != MQUEUE_MAGIC || unsafe { libc::fstat(fd, &mut st) } != 0 {
+        return None;
+    }
+    // SAFETY: mq_attr is plain data; mq_getattr fills it.
+    let mut attr: libc::mq_attr = unsafe { std::mem::zeroed() };
+    // SAFETY: an mqd_t is the fd on Linux.
+    if unsafe { libc::mq_getattr(fd, &mut attr) } != 0 {
+        return None;
+    }
+    let mut messages = Vec::new();
+    if attr.mq_curmsgs > 0 && reads(flags) {
+        let mut buf = vec![0u8; usize::try_from(attr.mq_msgsize).unwrap_or(0).clamp(1, MAX_QUEUED)];
+        // SAFETY: mq_* calls on the queue's fd with our buffer and a zero timeout (never waits).
+        unsafe {
+            let now = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+            loop {
+                let mut prio: libc::c_uint = 0;
+                let n = libc::mq_timedreceive(fd, buf.as_mut_ptr().cast(), buf.len(), &mut prio, &now);
+                if n < 0 {
+                    break;
+                }
+                messages.push((prio, buf[..n as usize].to_vec()));
+            }
+            for (prio, m) in &messages {
+                libc::mq_timedsend(fd, m.as_ptr().cast(), m.len(), *prio, &now);
+            }
+        }
+    }
+    Some(MqueueInfo {
+        name: path.to_string(),
+        mode: st.st_mode & 0o7777,
+        maxmsg: i64::from(attr.mq_maxmsg),
+        msgsize: i64::from(attr.mq_msgsize),
+        messages,
+    })
 }
 
 /// A pseudo-terminal end: its index, settings and window size.
