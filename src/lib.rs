@@ -11,3 +11,4 @@ pub mod restore_fds;
 pub mod shared_memory;
 pub mod sockets;
 pub mod staging;
+pub mod sysv;

@@ -264,3 +264,44 @@ fn posix_message_queue_keeps_its_messages() {
     assert!(!r.err().contains("/dev/null"), "a descriptor was not restored:\n{}", r.err());
     assert_concat(&before, &r.out(), &expected);
 }
+
+/// SysV semaphores and a message queue between a parent and its child, with messages waiting
+/// at the checkpoint. Restarted twice: once with the objects still there (the killed processes
+/// leave them), once after they were removed (ipcrm): then they are made again under their old
+/// ids, with the values and messages of the image.
+#[test]
+fn sysv_semaphores_and_message_queue_survive() {
+    let t = TempDir::new("sysv");
+    let prog = fixture("sysv");
+    let (expected, code) = run_plain(&prog, &["30"], &t.subdir("plain"));
+    assert_eq!(code, 0, "uninterrupted run:\n{expected}");
+    assert!(expected.ends_with("got 1 m 30 sem=33,10\nend sem=33,10\n"), "uninterrupted run:\n{expected}");
+    let coord = Coord::start();
+    let mut run = launch(&t.path, &LaunchOpts { port: Some(coord.port), ..Default::default() }, &prog, &["30"]);
+    run.wait_lines(6);
+    coord.kcheckpoint();
+    let _ = run.proc.wait();
+    reap_orphans();
+    let before = run.out();
+    let ids = fs::read_to_string(t.join("ids.txt")).expect("ids.txt");
+    let (sem, q) = ids.trim().split_once(' ').expect("two ids");
+    for removed in [false, true] {
+        if removed {
+            let o = output("ipcrm", std::process::Command::new("ipcrm").args(["-s", sem, "-q", q]));
+            assert!(o.status.success(), "ipcrm: {}", describe(&o));
+        }
+        let log = if removed { "restart-removed" } else { "restart" };
+        let mut r = restart_with(&t.path, std::process::Command::new(restart_script(&t.path)), log);
+        if !removed {
+            // Kill it again half-way, leaving the objects as that run changed them: the second
+            // restart must not see those changes either.
+            r.wait_lines(4);
+            r.kill();
+            reap_orphans();
+            continue;
+        }
+        assert_eq!(r.wait_code(), 0, "the restart script\n{}\n{}", r.out(), r.err());
+        assert!(r.err().is_empty() || !r.err().contains("SysV"), "{}", r.err());
+        assert_concat(&before, &r.out(), &expected);
+    }
+}

@@ -200,6 +200,28 @@ pub struct ProcessMeta {
     /// Since 1.2: children that had exited but were not reaped yet (pid, wait status), made
     /// again at restart so that the program's waitpid() finds them.
     pub zombies: Vec<(u32, i32)>,
+    /// Since 1.2: SysV semaphore sets and message queues the process used.
+    pub sysv: Vec<SysvObject>,
+}
+
+#[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SysvKind {
+    Semaphores = 1,
+    MessageQueue = 2,
+}
+
+/// A SysV semaphore set or message queue at checkpoint time.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct SysvObject {
+    pub kind: SysvKind,
+    /// Its key (0 = IPC_PRIVATE) and id.
+    pub key: i32,
+    pub id: i32,
+    pub mode: u32,
+    /// Semaphores: every semaphore's value.
+    pub values: Vec<u16>,
+    /// Message queue: (type, bytes) in queue order.
+    pub messages: Vec<(i64, Vec<u8>)>,
 }
 
 impl ProcessMeta {
@@ -275,6 +297,7 @@ impl From<v1::ProcessMeta> for ProcessMeta {
             gzip: m.gzip,
             ctty: None,
             zombies: Vec::new(),
+            sysv: Vec::new(),
         }
     }
 }

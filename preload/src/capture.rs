@@ -131,6 +131,7 @@ fn process_meta(generation: u64, ckpt_dir: &std::path::Path, fd_table: Vec<dmtcp
         gzip: cfg.gzip,
         ctty: fd_state::controlling_pty(),
         zombies: fd_state::zombie_children(),
+        sysv: crate::sysv::capture(),
     }
 }
 

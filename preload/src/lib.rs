@@ -13,6 +13,7 @@ mod open_files;
 mod plugin;
 mod protected_fds;
 mod restart_settings;
+mod sysv;
 mod threads;
 mod wrappers;
 

@@ -37,6 +37,7 @@ pub fn resolve_all() {
     real(&REAL_SIGACTION, c"sigaction");
     real(&REAL_SIGNAL, c"signal");
     real(&REAL_PTHREAD_CREATE, c"pthread_create");
+    crate::sysv::resolve();
     // SAFETY: registering handlers that only touch our allocator lock and atomics.
     unsafe { libc::pthread_atfork(Some(before_fork), Some(after_fork_parent), Some(after_fork_child)) };
     let mut key: libc::pthread_key_t = 0;

@@ -356,6 +356,9 @@ fn main() {
     let shm_images: Vec<_> = images.iter().map(|i| (&i.info, &i.raw, i.info.meta.hostname.as_str())).collect();
     let shm = SharedObjects::build(&shm_images, top, args.quiet > 0);
     drop(shm_images);
+    let metas: Vec<&dmtcp_engine::meta::ProcessMeta> = images.iter().map(|i| &i.info.meta).collect();
+    dmtcp_rs::sysv::restore(&metas, args.quiet > 0);
+    drop(metas);
     let restored = Restored { staged, shm };
     let mut slots: Vec<Option<Prepared>> = images.drain(..).map(Some).collect();
     let last = roots.pop().unwrap_or_else(|| die(PROG, "no image given"));
