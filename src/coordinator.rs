@@ -1182,6 +1182,67 @@ mod tests {
         let _ = std::fs::remove_dir_all(&dir);
     }
 
+    /// The restart script of a two-host computation, run with a fake `ssh` on PATH that records
+    /// its arguments and runs the remote command here: one local dmtcp_restart with the local
+    /// image, one through `ssh node2` with node2's image (a path with a space, quoted for the
+    /// remote shell) reaching the coordinator by this host's name; the script's exit code is the
+    /// failing one's.
+    #[test]
+    fn two_host_script_runs_through_ssh() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = std::env::temp_dir().join(format!("dmtcp-script-ssh-test-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let bin = dir.join("bin");
+        std::fs::create_dir_all(&bin).expect("temp dir");
+        let log = dir.join("log");
+        let exe = |path: &Path, text: String| {
+            std::fs::write(path, text).expect("write a fake command");
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+        };
+        // ssh joins its arguments into one command line for the remote shell, as here.
+        exe(&bin.join("ssh"), format!("#!/bin/sh\nprintf 'ssh %s\\n' \"$*\" >> '{}'\nshift\nexec sh -c \"$*\"\n", log.display()));
+        let fake = dir.join("fake restart");
+        exe(
+            &fake,
+            format!(
+                "#!/bin/sh\nline=restart\nfor a in \"$@\"; do line=\"$line [$a]\"; done\nprintf '%s\\n' \"$line\" >> '{}'\n\
+                 case \"$*\" in *remote*) exit 3 ;; esac\n",
+                log.display()
+            ),
+        );
+        let images = [
+            ScriptImage { host: "node2".into(), path: "/ck dir/ckpt_remote.dmtcp".into() },
+            ScriptImage { host: "node1".into(), path: "/ck/ckpt_local.dmtcp".into() },
+        ];
+        let fake_s = fake.to_string_lossy().into_owned();
+        let mut sp = spec(&images);
+        sp.restart_bin = &fake_s;
+        let script = dir.join(RESTART_SCRIPT);
+        write_atomic(&script, restart_script(&sp).as_bytes(), 0o755).expect("write");
+        let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap_or_default());
+        let out = std::process::Command::new(&script)
+            .args(["-p", "1234", "-q"])
+            .env("PATH", path)
+            .env_remove("DMTCP_COORD_HOST")
+            .env_remove("DMTCP_COORD_PORT")
+            .output()
+            .expect("run script");
+        assert_eq!(out.status.code(), Some(3), "the remote dmtcp_restart's exit code: {}", String::from_utf8_lossy(&out.stderr));
+        let text = std::fs::read_to_string(&log).expect("log");
+        let mut lines: Vec<&str> = text.lines().collect();
+        lines.sort();
+        assert_eq!(
+            lines,
+            [
+                "restart [--coord-host] [localhost] [--coord-port] [1234] [-q] [/ck/ckpt_local.dmtcp]".to_string(),
+                "restart [--coord-host] [node1] [--coord-port] [1234] [-q] [/ck dir/ckpt_remote.dmtcp]".to_string(),
+                format!("ssh node2 '{fake_s}' --coord-host node1 --coord-port 1234 -q '/ck dir/ckpt_remote.dmtcp'"),
+            ],
+            "log:\n{text}"
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
     #[test]
     fn args_parse() {
         let a = Args::try_parse_from(["c", "--coord-port", "0", "--exit-on-last", "-i", "5", "-q"]).expect("parse");

@@ -313,6 +313,65 @@ fn kcheckpoint_kills_the_workers() {
     assert!(images.0.join("dmtcp_restart_script.sh").exists());
 }
 
+/// `--json` names each command as DMTCP does: DMT_CHECKPOINT for -c, DMT_KILL for -k and the old
+/// `k`, DMT_KILL_AFTER_CKPT for the long --kcheckpoint; and a command against a closed port
+/// reports DMT_COORD_NOT_RUNNING (still naming the command it was).
+#[test]
+fn json_command_names_and_statuses() {
+    let coord = Coord::start(&[]);
+    let images = TempDir::new("img");
+    let w = Worker::join(coord.port, &images.0, "named", 0, Duration::ZERO);
+    let out = command(coord.port, &["-c", "--json"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let v = json(&out);
+    assert_eq!(v["command"], "DMT_CHECKPOINT", "{v}");
+    assert_eq!(v["command_status"], "DMT_COORD_SUCCESS", "{v}");
+    w.expect("DoCheckpoint", |m| matches!(m, FromCoord::DoCheckpoint { .. }));
+    w.expect("Resume", |m| *m == FromCoord::Resume);
+    for form in ["-k", "k"] {
+        let out = command(coord.port, &[form, "--json"]);
+        assert!(out.status.success(), "{form}: {}", stderr(&out));
+        let v = json(&out);
+        assert_eq!(v["command"], "DMT_KILL", "{form}: {v}");
+        assert_eq!(v["command_status"], "DMT_COORD_SUCCESS", "{form}: {v}");
+        w.expect("Kill", |m| *m == FromCoord::Kill);
+    }
+
+    // The long form of -kc: checkpoint (the worker writes its image), then kill.
+    let coord2 = Coord::start(&[]);
+    let w2 = Worker::join(coord2.port, &images.0, "longkc", 0, Duration::ZERO);
+    let out = command(coord2.port, &["--kcheckpoint", "--json"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let v = json(&out);
+    assert_eq!(v["command"], "DMT_KILL_AFTER_CKPT", "{v}");
+    assert_eq!(v["command_status"], "DMT_COORD_SUCCESS", "{v}");
+    assert_eq!(v["images"][0], images.0.join("ckpt_longkc_1.dmtcp").to_string_lossy().as_ref(), "{v}");
+    w2.expect("DoCheckpoint", |m| matches!(m, FromCoord::DoCheckpoint { .. }));
+    w2.expect("Kill", |m| *m == FromCoord::Kill);
+
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let closed = l.local_addr().expect("addr").port();
+    drop(l);
+    for (args, name) in [
+        (&["-s"][..], "DMT_STATUS"),
+        (&["-c"][..], "DMT_CHECKPOINT"),
+        (&["k"][..], "DMT_KILL"),
+        (&["--quit"][..], "DMT_QUIT"),
+        (&["-kc"][..], "DMT_KILL_AFTER_CKPT"),
+    ] {
+        let mut a = args.to_vec();
+        a.push("--json");
+        let out = command(closed, &a);
+        assert_eq!(out.status.code(), Some(99), "{args:?} against a closed port");
+        let v = json(&out);
+        assert_eq!(v["schema_version"], 1, "{v}");
+        assert_eq!(v["command"], name, "{args:?}: {v}");
+        assert_eq!(v["command_status"], "DMT_COORD_NOT_RUNNING", "{args:?}: {v}");
+        assert_eq!(v["coordinator_port"], closed, "{v}");
+        assert_eq!(stderr(&out).lines().count(), 1, "{}", stderr(&out));
+    }
+}
+
 #[test]
 fn kill_sends_kill() {
     let coord = Coord::start(&[]);
@@ -578,64 +637,134 @@ fn one_letter_commands() {
     assert_eq!(coord.wait_exit(), Some(0));
 }
 
+/// A coordinator whose controlling terminal (and stdin, stdout, stderr) is a pty; what it
+/// prints arrives on `rx`, what is written to `master` is typed at its prompt.
+struct PtyCoord {
+    coord: Coord,
+    master: std::fs::File,
+    rx: Receiver<String>,
+    /// Printed since the last key.
+    seen: String,
+    /// Printed since the start.
+    log: String,
+}
+
+impl PtyCoord {
+    fn start(extra: &[&str]) -> PtyCoord {
+        use std::os::fd::OwnedFd;
+        use std::os::unix::process::CommandExt;
+        let dir = TempDir::new("tty");
+        let pf = dir.0.join("port");
+        let pty = nix::pty::openpty(None, None).expect("openpty");
+        let slave: OwnedFd = pty.slave;
+        let mut cmd = Command::new(COORD);
+        cmd.args(["--port", "0", "--port-file"]).arg(&pf).args(["--timeout", "60"]).args(extra);
+        cmd.stdin(Stdio::from(slave.try_clone().expect("dup")))
+            .stdout(Stdio::from(slave.try_clone().expect("dup")))
+            .stderr(Stdio::from(slave.try_clone().expect("dup")));
+        // SAFETY: between fork and exec only setsid and ioctl, both async-signal-safe.
+        unsafe {
+            cmd.pre_exec(move || {
+                if libc::setsid() < 0 || libc::ioctl(0, libc::TIOCSCTTY, 0) < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        let child = cmd.spawn().expect("spawn dmtcp_coordinator on a pty");
+        drop(slave);
+        let coord = Coord { child, port: wait_for_port_file(&pf), _dir: dir };
+        let master = std::fs::File::from(pty.master);
+        let (tx, rx) = channel::<String>();
+        let mut reader = master.try_clone().expect("dup master");
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = reader.read(&mut buf) {
+                if n == 0 || tx.send(String::from_utf8_lossy(&buf[..n]).into_owned()).is_err() {
+                    break;
+                }
+            }
+        });
+        PtyCoord { coord, master, rx, seen: String::new(), log: String::new() }
+    }
+
+    /// Wait until everything printed since the last [`PtyCoord::key`] contains each of `want`.
+    fn until(&mut self, want: &[&str]) {
+        let deadline = Instant::now() + LONG;
+        while !want.iter().all(|w| self.seen.contains(w)) {
+            match self.rx.recv_timeout(Duration::from_millis(100)) {
+                Ok(s) => {
+                    self.seen.push_str(&s);
+                    self.log.push_str(&s);
+                }
+                Err(_) => assert!(Instant::now() < deadline, "the prompt never printed {want:?}; it printed:\n{}", self.seen),
+            }
+        }
+    }
+
+    /// Forget what was printed so far, then type `key` and Enter.
+    fn key(&mut self, key: &str) {
+        use std::io::Write;
+        while let Ok(s) = self.rx.try_recv() {
+            self.log.push_str(&s);
+        }
+        self.seen.clear();
+        self.master.write_all(format!("{key}\n").as_bytes()).expect("write to the pty");
+    }
+}
+
 /// On a terminal the coordinator reads DMTCP's one-letter commands: here a pty is its
-/// controlling terminal; `h` lists them, `s` and `l` answer, `c` checkpoints, `q` quits.
+/// controlling terminal. Before each key what was printed so far is forgotten, and each check
+/// looks for text only that key's answer prints: `h` lists the commands, `s` and `l` answer,
+/// `i` prints the interval, `c` checkpoints, `k` kills the computation, `q` quits.
 #[test]
 fn interactive_prompt_on_a_terminal() {
-    use std::io::Write;
-    use std::os::fd::OwnedFd;
-    use std::os::unix::process::CommandExt;
-    let dir = TempDir::new("tty");
-    let pf = dir.0.join("port");
-    let pty = nix::pty::openpty(None, None).expect("openpty");
-    let slave: OwnedFd = pty.slave;
-    let mut cmd = Command::new(COORD);
-    cmd.args(["--port", "0", "--port-file"]).arg(&pf).args(["--timeout", "60"]);
-    cmd.stdin(Stdio::from(slave.try_clone().expect("dup")))
-        .stdout(Stdio::from(slave.try_clone().expect("dup")))
-        .stderr(Stdio::from(slave.try_clone().expect("dup")));
-    // SAFETY: between fork and exec only setsid and ioctl, both async-signal-safe.
-    unsafe {
-        cmd.pre_exec(move || {
-            if libc::setsid() < 0 || libc::ioctl(0, libc::TIOCSCTTY, 0) < 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
-    let child = cmd.spawn().expect("spawn dmtcp_coordinator on a pty");
-    drop(slave);
-    let mut coord = Coord { child, port: wait_for_port_file(&pf), _dir: dir };
-    let master = std::fs::File::from(pty.master);
-    let (tx, rx) = channel::<String>();
-    let mut reader = master.try_clone().expect("dup master");
-    std::thread::spawn(move || {
-        let mut buf = [0u8; 4096];
-        while let Ok(n) = reader.read(&mut buf) {
-            if n == 0 || tx.send(String::from_utf8_lossy(&buf[..n]).into_owned()).is_err() {
-                break;
-            }
-        }
-    });
-    let mut seen = String::new();
-    let until = |want: &str, seen: &mut String| {
-        let deadline = Instant::now() + LONG;
-        while !seen.contains(want) {
-            match rx.recv_timeout(Duration::from_millis(100)) {
-                Ok(s) => seen.push_str(&s),
-                Err(_) => assert!(Instant::now() < deadline, "the prompt never printed {want:?}; it printed:\n{seen}"),
-            }
-        }
-    };
+    let mut p = PtyCoord::start(&[]);
     let images = TempDir::new("img");
-    let w = Worker::join(coord.port, &images.0, "prompted", 0, Duration::ZERO);
-    let mut m = master;
-    for (input, want) in [("h\n", "checkpoint"), ("s\n", "NUM_PEERS=1"), ("l\n", "prompted")] {
-        m.write_all(input.as_bytes()).expect("write to the pty");
-        until(want, &mut seen);
-    }
-    m.write_all(b"c\n").expect("write to the pty");
+    let w = Worker::join(p.coord.port, &images.0, "prompted", 0, Duration::ZERO);
+    // The start: the command list, the listening note, the join note (not --quiet).
+    p.until(&["? : Show this message", "listening on port", "joined: prompted[4242]@"]);
+    p.key("h");
+    p.until(&["COMMANDS:", "c : Checkpoint all nodes", "? : Show this message"]);
+    p.key("s");
+    p.until(&["Status...", "NUM_PEERS=1", "RUNNING=yes", "Checkpoint Interval: 0 (checkpoint on demand)"]);
+    p.key("l");
+    // The unique pid and the state appear only in the list, not in the join note.
+    p.until(&["Client List:", "1, prompted[4242]@", ", prompted-uid, "]);
+    assert!(command(p.coord.port, &["-i", "17"]).status.success());
+    p.key("i");
+    p.until(&["Checkpoint Interval: 17"]);
+    p.key("c");
     w.expect("DoCheckpoint", |msg| matches!(msg, FromCoord::DoCheckpoint { .. }));
-    m.write_all(b"q\n").expect("write to the pty");
-    assert_eq!(coord.wait_exit(), Some(0), "q on the prompt did not quit; it printed:\n{seen}");
+    w.expect("Resume", |msg| *msg == FromCoord::Resume);
+    p.key("k");
+    w.expect("Kill", |msg| *msg == FromCoord::Kill);
+    p.until(&["killing the computation"]);
+    assert!(p.coord.alive(), "k quit the coordinator; it printed:\n{}", p.seen);
+    p.key("q");
+    assert_eq!(p.coord.wait_exit(), Some(0), "q on the prompt did not quit; it printed:\n{}", p.seen);
+}
+
+/// `--quiet` drops the coordinator's notes (listening, joins, kills) but not the prompt's
+/// answers.
+#[test]
+fn quiet_prompt_prints_answers_only() {
+    let mut p = PtyCoord::start(&["--quiet"]);
+    let images = TempDir::new("img");
+    let w = Worker::join(p.coord.port, &images.0, "hushed", 0, Duration::ZERO);
+    p.until(&["? : Show this message"]);
+    // The join note is printed before the worker counts as a peer: once `s` shows it, the note
+    // would have been printed.
+    p.key("s");
+    p.until(&["NUM_PEERS=1", "Checkpoint Interval:"]);
+    p.key("k");
+    w.expect("Kill", |msg| *msg == FromCoord::Kill);
+    p.key("l");
+    p.until(&["Client List:", ", hushed-uid, "]);
+    // The kill note comes before the Kill message, the list after it.
+    for note in ["listening on port", "joined:", "killing the computation", "dmtcp_coordinator:"] {
+        assert!(!p.log.contains(note), "--quiet printed {note:?}:\n{}", p.log);
+    }
+    p.key("q");
+    assert_eq!(p.coord.wait_exit(), Some(0), "q on the prompt did not quit; it printed:\n{}", p.seen);
 }

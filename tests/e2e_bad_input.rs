@@ -10,24 +10,38 @@ use common::*;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::OnceLock;
+use std::sync::{Mutex, MutexGuard, OnceLock};
 
 /// A real raw image and a real gzip image of `counter`, made once per test binary. Tests copy
-/// them before changing them.
+/// them before changing them. The program was launched with `marker` (KEY=value) in its
+/// environment: a process restored from either image, even half-way, carries it.
 struct Images {
     raw: PathBuf,
     gz: PathBuf,
+    marker: String,
+}
+
+/// Held while a process restored from [`Images`] may run on purpose (a restart that must
+/// succeed) and while [`expect_fail`] looks for leftovers carrying the images' marker: the two
+/// never overlap, so a leftover is always the failed command's.
+static IMAGE_RUNS: Mutex<()> = Mutex::new(());
+
+fn image_runs() -> MutexGuard<'static, ()> {
+    IMAGE_RUNS.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 fn images_once() -> &'static Images {
     static IMGS: OnceLock<Images> = OnceLock::new();
     IMGS.get_or_init(|| {
+        let (key, value) = unique_marker();
+        let marker = format!("{key}={value}");
         let make = |name: &'static str, opts: Vec<&'static str>| {
+            let (key, value) = (key.clone(), value.clone());
             std::thread::spawn(move || {
                 let t = TempDir::new(name);
                 let prog = fixture("counter");
                 let coord = Coord::start();
-                let o = LaunchOpts { port: Some(coord.port), opts, ..Default::default() };
+                let o = LaunchOpts { port: Some(coord.port), opts, env: vec![(key.as_str(), value)], ..Default::default() };
                 let mut run = launch(&t.path, &o, &prog, &["200"]);
                 run.wait_lines(3);
                 coord.checkpoint();
@@ -40,7 +54,7 @@ fn images_once() -> &'static Images {
         };
         let raw = make("raw-image", vec!["--no-gzip"]);
         let gz = make("gzip-image", vec![]);
-        let imgs = Images { raw: raw.join().expect("raw image"), gz: gz.join().expect("gzip image") };
+        let imgs = Images { raw: raw.join().expect("raw image"), gz: gz.join().expect("gzip image"), marker };
         assert!(is_raw(&imgs.raw), "--no-gzip image is not raw");
         assert!(is_gzip(&imgs.gz), "default image is not gzip");
         imgs
@@ -58,8 +72,11 @@ fn edited_image(dir: &Path, src: &Path, edit: impl FnOnce(&mut Vec<u8>)) -> Path
 
 /// Run `cmd` (stdout and stderr to files, a unique marker in its environment) and check: exit
 /// code `rc` (not a signal), exactly one non-empty line on stderr, and no process left that
-/// inherited the marker. Returns the stderr line.
+/// inherited the marker or was restored from [`Images`] (a restored process has the image's
+/// environment, not dmtcp_restart's). Returns the stderr line.
 fn expect_fail(t: &TempDir, what: &str, mut cmd: Command, rc: i32) -> String {
+    let imgs = images_once();
+    let _no_image_runs = image_runs();
     let (k, v) = unique_marker();
     let tag: String = what.chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '_' }).collect();
     let out = t.join(format!("{tag}.out"));
@@ -75,10 +92,15 @@ fn expect_fail(t: &TempDir, what: &str, mut cmd: Command, rc: i32) -> String {
     let stdout = fs::read_to_string(&out).unwrap_or_default();
     // Checked before the guard kills the process group: nothing may survive the failure.
     let marker = format!("{k}={v}");
-    let mut left = processes_with_env(&marker);
+    let leftovers = || {
+        let mut v = processes_with_env(&marker);
+        v.extend(processes_with_env(&imgs.marker));
+        v
+    };
+    let mut left = leftovers();
     if !left.is_empty() {
         std::thread::sleep(std::time::Duration::from_secs(2));
-        left = processes_with_env(&marker);
+        left = leftovers();
     }
     let left_desc: Vec<String> = left
         .iter()
@@ -186,6 +208,64 @@ fn foreign_cpu_image() {
     let line = expect_fail(&t, "restart a foreign-CPU image", restart_cmd(coord.port, &img), 99);
     let l = line.to_lowercase();
     assert!(l.contains("aarch64") || l.contains("x86_64"), "the message should name the image's CPU: {line}");
+}
+
+/// An image of another page size than this system's is refused with one line. A real image with
+/// only its header's page size changed trips the layout checks first (its areas are not aligned
+/// to the larger page), so the page-size rule itself is checked with an image the engine's writer
+/// lays out for 16 KiB pages, for this CPU; the edited real image must fail cleanly too.
+#[test]
+fn other_page_size_is_refused() {
+    use dmtcp_engine::image::writer::{write_image_file, AreaToWrite, Compression, ImageContents};
+    use dmtcp_layout::{AreaRecord, Cpu, FileHeader, SigactionRecord, ThreadRecord, NUM_SIGNALS, PROT_READ, PROT_WRITE, THREAD_IS_MAIN};
+    let t = TempDir::new("page-size");
+    let imgs = images_once();
+    let coord = Coord::start();
+    let host = FileHeader::decode(&fs::read(&imgs.raw).expect("raw image")).expect("the raw image's header decodes");
+    let page: u32 = if host.page_size == 16384 { 65536 } else { 16384 };
+
+    let img = edited_image(&t.path, &imgs.raw, |b| {
+        // page_size: u32 LE at offset 16. Then a valid header CRC over [0, 4092).
+        b[16..20].copy_from_slice(&page.to_le_bytes());
+        let n = dmtcp_layout::HEADER_SIZE;
+        let crc = dmtcp_layout::crc32(&b[..n - 4]);
+        b[n - 4..n].copy_from_slice(&crc.to_le_bytes());
+    });
+    assert_eq!(FileHeader::decode(&fs::read(&img).expect("read")).expect("edited header decodes").page_size, page);
+    expect_fail(&t, "restart a real image with another page size in its header", restart_cmd(coord.port, &img), 99);
+
+    let base = 0x5555_0000_0000u64;
+    let cpu = Cpu::from_u16(host.cpu).expect("the host's CPU");
+    let threads = [ThreadRecord { tid: 4242, flags: THREAD_IS_MAIN, resume_sp: base + page as u64, ..Default::default() }];
+    let sigs = [SigactionRecord::default(); NUM_SIGNALS];
+    let mut areas = vec![AreaToWrite {
+        record: AreaRecord { start: base, end: base + 4 * page as u64, prot: PROT_READ | PROT_WRITE, ..Default::default() },
+        path: "[heap]".into(),
+        runs: vec![dmtcp_layout::Run { first_page: 0, num_pages: 1 }],
+    }];
+    let meta = dmtcp_engine::meta::ProcessMeta {
+        unique_pid: "pagesize-4242-1".into(),
+        prog: "counter".into(),
+        pid: 4242,
+        ppid: 1,
+        hostname: dmtcp_rs::coordinator::local_hostname(),
+        ..Default::default()
+    };
+    let mut contents = ImageContents {
+        header: FileHeader::new_for(cpu, host.word_bits, page),
+        threads: &threads,
+        sigactions: &sigs,
+        areas: &mut areas,
+        meta: &meta,
+    };
+    let img = t.join("ckpt_counter_pagesize.dmtcp");
+    write_image_file(&img, Compression::None, &mut contents, &mut |_, buf: &mut [u8]| {
+        buf.fill(0x11);
+        Ok(())
+    })
+    .expect("write a 16 KiB-page image");
+    let line = expect_fail(&t, "restart an image of another page size", restart_cmd(coord.port, &img), 99);
+    assert!(line.contains("page size") && line.contains(&page.to_string()), "the message should name the page sizes: {line}");
 }
 
 #[test]
@@ -360,7 +440,11 @@ fn missing_cpu_feature_is_refused_unless_not_strict() {
     });
     let line = expect_fail(&t, "restart needing a missing CPU feature", restart_cmd(coord.port, &img), 99);
     assert!(line.contains("features") && line.contains("--no-strict-checking"), "{line}");
+    let _running = image_runs();
     let mut r = restart(&t.path, Some(coord.port), &["--no-strict-checking"], &img, "not-strict");
+    // What expect_fail looks for: a process restored from the shared images shows their marker.
+    r.wait_lines(1);
+    assert!(!processes_with_env(&imgs.marker).is_empty(), "a restored process does not show the images' marker {}", imgs.marker);
     assert_eq!(r.wait_code(), 0, "restart with --no-strict-checking\n{}", r.err());
     assert!(r.out().lines().count() > 3, "the restarted program printed nothing:\n{}", r.out());
 }
@@ -383,6 +467,7 @@ fn larger_xsave_state_is_refused_unless_not_strict() {
     });
     let line = expect_fail(&t, "restart on a CPU with more XSAVE state", restart_cmd(coord.port, &img), 99);
     assert!(line.contains("XCR0") && line.contains("--no-strict-checking"), "{line}");
+    let _running = image_runs();
     let mut r = restart(&t.path, Some(coord.port), &["--no-strict-checking"], &img, "not-strict");
     assert_eq!(r.wait_code(), 0, "restart with --no-strict-checking\n{}", r.err());
 }

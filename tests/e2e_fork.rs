@@ -78,12 +78,13 @@ fn kill_and_quit_leave_no_process_of_the_computation() {
     let prog = fixture("forker");
     let (key, value) = unique_marker();
     let marker = format!("{key}={value}");
-    let wait_gone = |what: &str| {
-        let deadline = std::time::Instant::now() + TIMEOUT;
-        while !processes_with_env(&marker).is_empty() && std::time::Instant::now() < deadline {
-            reap_orphans();
-            std::thread::sleep(POLL);
-        }
+    // The computation's processes, by pid and start time: once killed they must not even stay
+    // zombies (processes_with_env no longer sees a zombie: it has no environment left).
+    let computation = || -> Vec<(i32, u64)> {
+        processes_with_env(&marker).into_iter().filter_map(|pid| proc_stat(pid).map(|(_, _, start)| (pid, start))).collect()
+    };
+    let wait_gone = |procs: &[(i32, u64)], what: &str| {
+        wait_gone_with_zombies(procs, what, TIMEOUT);
         assert_eq!(processes_with_env(&marker), Vec::<i32>::new(), "{what}: processes of the computation are left");
     };
     let coord = Coord::start();
@@ -91,10 +92,11 @@ fn kill_and_quit_leave_no_process_of_the_computation() {
     let mut run = launch(&t.path, &o, &prog, &["400"]);
     run.wait_lines(5);
     assert_eq!(processes_with_env(&marker).len(), 2, "parent and child run");
+    let launched = computation();
     coord.checkpoint();
     coord.command(&["--kill"]);
     let _ = run.proc.wait();
-    wait_gone("after --kill");
+    wait_gone(&launched, "after --kill");
 
     let mut r = restart_with(&t.path, std::process::Command::new(restart_script(&t.path)), "restart");
     r.wait_lines(3);
@@ -103,10 +105,13 @@ fn kill_and_quit_leave_no_process_of_the_computation() {
         std::thread::sleep(POLL);
     }
     assert_eq!(processes_with_env(&marker).len(), 2, "parent and child restarted");
+    // dmtcp_restart too, when it stays in front of the restored process.
+    let mut restarted = computation();
+    restarted.extend(proc_stat(r.proc.pid()).map(|(_, _, start)| (r.proc.pid(), start)));
     let quit = coord.command(&["--quit"]);
     assert!(quit.status.success(), "{}", describe(&quit));
     let _ = r.proc.wait();
-    wait_gone("after --quit");
+    wait_gone(&restarted, "after --quit");
 }
 
 /// posix_spawn and vfork + exec: the children are new program images that join the computation

@@ -291,3 +291,195 @@ fn launch_port_file_verbose_and_rm() {
     command(port, &["-k"]);
     let _ = run.proc.wait();
 }
+
+/// `--gzip` asks for gzip images even where the environment says DMTCP_GZIP=0.
+#[test]
+fn gzip_option_overrides_dmtcp_gzip_0() {
+    compression_case("gzip-option", vec!["--gzip"], vec![("DMTCP_GZIP", "0".to_string())], true);
+}
+
+/// `--disable-unique-checkpoint-filenames` after `--enable-...`: two checkpoints write one
+/// image under the name without a generation, and it restarts.
+#[test]
+fn disable_unique_checkpoint_filenames() {
+    let t = TempDir::new("no-unique");
+    let coord = Coord::start();
+    let o = LaunchOpts {
+        port: Some(coord.port),
+        opts: vec!["--enable-unique-checkpoint-filenames", "--disable-unique-checkpoint-filenames"],
+        ..Default::default()
+    };
+    let dir = t.path.clone();
+    let img = counter_flow(
+        &t,
+        &o,
+        &dir,
+        || {
+            coord.checkpoint();
+            let first = image(&dir, "counter");
+            coord.checkpoint();
+            assert_eq!(images(&dir, "counter"), vec![first], "the second checkpoint wrote another image: {:?}", listing(&dir));
+        },
+        restart_cmd(Some(coord.port)),
+    );
+    let name = img.file_name().and_then(|n| n.to_str()).expect("image name");
+    let id = name.strip_prefix("ckpt_counter_").and_then(|r| r.strip_suffix(".dmtcp")).expect("ckpt_counter_*.dmtcp");
+    assert!(!id.contains('_'), "the image name carries a generation: {name}");
+}
+
+/// The environment of the one process that carries `marker` (KEY=value), as KEY=value strings.
+fn environment_of_marked(marker: &str) -> Vec<String> {
+    let pids = processes_with_env(marker);
+    assert_eq!(pids.len(), 1, "processes with {marker}: {pids:?}");
+    let env = fs::read(format!("/proc/{}/environ", pids[0])).unwrap_or_default();
+    env.split(|b| *b == 0).map(|kv| String::from_utf8_lossy(kv).into_owned()).collect()
+}
+
+/// `--coord-host 127.0.0.1` wins over DMTCP_COORD_HOST (here a name that does not resolve), and
+/// the program is told that host.
+#[test]
+fn coord_host_option() {
+    let t = TempDir::new("coord-host");
+    let coord = Coord::start();
+    let (key, value) = unique_marker();
+    let marker = format!("{key}={value}");
+    let o = LaunchOpts {
+        port: Some(coord.port),
+        opts: vec!["--coord-host", "127.0.0.1"],
+        env: vec![("DMTCP_COORD_HOST", "no-such-host.invalid".to_string()), (key.as_str(), value.clone())],
+        ..Default::default()
+    };
+    let dir = t.path.clone();
+    counter_flow(
+        &t,
+        &o,
+        &dir,
+        || {
+            let env = environment_of_marked(&marker);
+            assert!(env.iter().any(|kv| kv == "DMTCP_COORD_HOST=127.0.0.1"), "the program's environment: {env:?}");
+            coord.checkpoint();
+        },
+        restart_cmd(Some(coord.port)),
+    );
+}
+
+/// DMTCP_COORD_PORT in dmtcp_launch's environment instead of --coord-port: the program joins
+/// the coordinator on that port (were it ignored, dmtcp_launch would start one on 7779, so the
+/// test holds the 7779 lock and cleans up there).
+#[test]
+fn coord_port_from_environment() {
+    let _lock = GlobalLock::take("port-7779");
+    let _guard = AutoCoord { port: 7779 };
+    let t = TempDir::new("coord-port-env");
+    let coord = Coord::start();
+    let o = LaunchOpts { port: None, env: vec![("DMTCP_COORD_PORT", coord.port.to_string())], ..Default::default() };
+    let dir = t.path.clone();
+    // Had the variable been ignored, the program would have joined 7779 and -bc here found no peer.
+    counter_flow(&t, &o, &dir, || coord.checkpoint(), restart_cmd(Some(coord.port)));
+}
+
+/// `-q`: dmtcp_launch and the program's libdmtcp.so print nothing (not even the --rm note).
+#[test]
+fn quiet_launch_prints_nothing() {
+    let t = TempDir::new("quiet-launch");
+    let coord = Coord::start();
+    let o = LaunchOpts { port: Some(coord.port), opts: vec!["-q", "--rm"], ..Default::default() };
+    let dir = t.path.clone();
+    counter_flow(&t, &o, &dir, || coord.checkpoint(), restart_cmd(Some(coord.port)));
+    let err = fs::read_to_string(t.join("launch.err")).unwrap_or_default();
+    assert!(err.is_empty(), "dmtcp_launch -q printed on stderr:\n{err}");
+}
+
+/// `dmtcp_restart --new-coordinator`: with a coordinator already on the port, one line and exit
+/// 99 (nothing restored); on a free port it starts one and the program continues.
+#[test]
+fn restart_new_coordinator() {
+    let t = TempDir::new("restart-new");
+    let prog = fixture("counter");
+    let expected = run_plain_bg(&prog, &[LINES], &t.subdir("plain"));
+    let coord = Coord::start();
+    let mut run = launch(&t.path, &LaunchOpts { port: Some(coord.port), ..Default::default() }, &prog, &[LINES]);
+    run.wait_lines(5);
+    coord.checkpoint();
+    let img = image(&t.path, "counter");
+    run.kill();
+    let before = run.out();
+
+    let mut r = restart(&t.path, Some(coord.port), &["--new-coordinator"], &img, "refused");
+    assert_eq!(r.wait_code(), 99, "--new-coordinator with a coordinator on the port\n{}", r.err());
+    let err = r.err();
+    assert_eq!(err.lines().count(), 1, "want one line:\n{err}");
+    assert!(err.contains("already running"), "{err}");
+    assert!(r.out().is_empty(), "something was restored:\n{}", r.out());
+
+    let port = free_port();
+    let _auto = AutoCoord { port };
+    let mut r = restart(&t.path, Some(port), &["--new-coordinator"], &img, "restart");
+    let code = r.wait_code();
+    let (exp, _) = expected.join().expect("uninterrupted run");
+    assert_eq!(code, 0, "--new-coordinator on a free port\n{}", r.err());
+    assert_continuation(&before, &r.out(), &exp);
+}
+
+/// `dmtcp_restart --restartdir DIR NAME`: the images moved to DIR, restarted by bare name from a
+/// directory where they are not.
+#[test]
+fn restart_from_restartdir() {
+    let t = TempDir::new("restartdir");
+    let coord = Coord::start();
+    let moved = t.subdir("moved");
+    let o = LaunchOpts { port: Some(coord.port), ..Default::default() };
+    let dir = t.path.clone();
+    let port = coord.port;
+    let m = moved.clone();
+    counter_flow(
+        &t,
+        &o,
+        &dir,
+        || coord.checkpoint(),
+        move |img| {
+            let name = img.file_name().expect("image name").to_owned();
+            fs::rename(img, m.join(&name)).expect("move the image");
+            let mut c = dmtcp(RESTART);
+            c.arg("--coord-port").arg(port.to_string()).arg("--restartdir").arg(&m).arg(name);
+            c
+        },
+    );
+    assert!(images(&t.path, "counter").is_empty(), "{:?}", listing(&t.path));
+}
+
+/// A raw image's checkpoint signal (header field).
+fn image_ckpt_signal(img: &Path) -> u32 {
+    let b = fs::read(img).expect("read image");
+    dmtcp_layout::FileHeader::decode(&b).expect("raw image header").ckpt_signal
+}
+
+fn ckpt_signal_case(name: &str, opts: Vec<&str>, env: Vec<(&str, String)>) {
+    let t = TempDir::new(name);
+    let coord = Coord::start();
+    let o = LaunchOpts { port: Some(coord.port), opts, env, ..Default::default() };
+    let dir = t.path.clone();
+    counter_flow(
+        &t,
+        &o,
+        &dir,
+        || {
+            coord.checkpoint();
+            assert_eq!(image_ckpt_signal(&image(&dir, "counter")), 10, "{name}: the checkpoint signal recorded in the image");
+        },
+        restart_cmd(Some(coord.port)),
+    );
+}
+
+/// `--ckpt-signal 10` (SIGUSR1, which counter does not use): checkpoint and restart work with
+/// it, and the image records it.
+#[test]
+fn ckpt_signal_option() {
+    ckpt_signal_case("ckpt-signal", vec!["--ckpt-signal", "10", "--no-gzip"], vec![]);
+}
+
+/// DMTCP_SIGCKPT=10 does the same.
+#[test]
+fn dmtcp_sigckpt_env() {
+    ckpt_signal_case("sigckpt-env", vec!["--no-gzip"], vec![("DMTCP_SIGCKPT", "10".to_string())]);
+}

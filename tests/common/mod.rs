@@ -923,3 +923,46 @@ pub fn wait_for_output(run: &mut Run, needle: &str) {
         std::thread::sleep(POLL);
     }
 }
+
+/// A process's state letter (R, S, Z...), parent pid and start time (clock ticks since boot)
+/// from /proc/PID/stat; None when there is no such process (reaped zombies included).
+pub fn proc_stat(pid: i32) -> Option<(char, i32, u64)> {
+    let s = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name in parentheses may itself hold ") ": the fields follow the last one.
+    let f: Vec<&str> = s.rsplit_once(')')?.1.split_whitespace().collect();
+    Some((f.first()?.chars().next()?, f.get(1)?.parse().ok()?, f.get(19)?.parse().ok()?))
+}
+
+/// Wait (up to `t`) until none of `procs` (pid, start time from [`proc_stat`]) exists any more,
+/// zombies included. A zombie whose parent is this test process is ours to reap (the harness
+/// is a subreaper and reaps orphans); one whose parent is anyone else is left behind by that
+/// parent, and fails the test when `t` runs out, as does a process still running.
+pub fn wait_gone_with_zombies(procs: &[(i32, u64)], what: &str, t: Duration) {
+    let me = std::process::id() as i32;
+    let left = || -> Vec<String> {
+        procs
+            .iter()
+            .filter_map(|&(pid, start)| match proc_stat(pid) {
+                Some((state, ppid, st)) if st == start => {
+                    let cl = fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+                    Some(format!(
+                        "{pid} (state {state}, parent {ppid}{}): {}",
+                        if ppid == me { ", this test" } else { "" },
+                        String::from_utf8_lossy(&cl).replace('\0', " ")
+                    ))
+                }
+                _ => None,
+            })
+            .collect()
+    };
+    let deadline = Instant::now() + t;
+    loop {
+        reap_orphans();
+        let l = left();
+        if l.is_empty() {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{what}: processes of the computation are left: {l:?}");
+        std::thread::sleep(POLL);
+    }
+}
