@@ -38,11 +38,12 @@ run_target() {
   else
     # Natively also the tests that need a real kernel under them (PR_SET_MM_MAP, ptrace for gdb,
     # NETLINK_SOCK_DIAG for socketpair peers, which qemu-user refuses; the qemu-system tier
-    # runs the ipc fixture on the ARM CPUs).
+    # runs the ipc fixture on the ARM CPUs; /proc/self/timers, which under qemu-user lists the
+    # emulator's own timers).
     # bash_in_a_pseudo_terminal_survives and gnu_screen_session_survives run the host's 64-bit
     # bash and screen, which a 32-bit libdmtcp.so cannot follow into (e2e_multilib covers exec
     # across word sizes).
-    CC=$cc cargo test --no-fail-fast --target "$target" -p dmtcp-rs "${E2E[@]}" --test e2e_growth --test e2e_restart_options --test e2e_ipc \
+    CC=$cc cargo test --no-fail-fast --target "$target" -p dmtcp-rs "${E2E[@]}" --test e2e_growth --test e2e_restart_options --test e2e_ipc --test e2e_timers \
       -- --skip bash_in_a_pseudo_terminal_survives --skip gnu_screen_session_survives
   fi
 }

@@ -178,3 +178,63 @@ fn same_image_restarts_many_times() {
         assert_eq!(k0, k, "restart {i} resumed at line {k}, the first one at line {k0}");
     }
 }
+
+/// Pages that are all zeros are not stored: 32 MiB of touched zeros add next to nothing to the
+/// image, while 16 MiB of random bytes are all there (a raw image, so sizes are bytes stored).
+#[test]
+fn zero_pages_are_not_stored() {
+    let t = TempDir::new("zeros");
+    let prog = fixture("ballast");
+    let coord = Coord::start();
+    let o = LaunchOpts { port: Some(coord.port), opts: vec!["--no-gzip"], ..Default::default() };
+    let mut run = launch(&t.path, &o, &prog, &["60", "16", "32"]);
+    run.wait_lines(3);
+    coord.checkpoint();
+    run.kill();
+    let img = image(&t.path, "ballast");
+    let size = fs::metadata(&img).expect("image").len();
+    assert!(size > 16 << 20, "the random bytes are missing from the image ({size} bytes)");
+    assert!(size < (16 << 20) + (12 << 20), "the image holds the zero pages too ({size} bytes for 16 MiB of data and 32 MiB of zeros)");
+}
+
+/// The process is killed while it writes its second checkpoint (a large image, caught while its
+/// temporary file grows): the first image is intact and restarts, the temporary file does not
+/// pass for an image.
+#[test]
+fn killed_while_writing_keeps_the_previous_image() {
+    let t = TempDir::new("killed-mid-write");
+    let prog = fixture("ballast");
+    let args = ["80", "256", "0"];
+    let expected = run_plain_bg(&prog, &args, &t.subdir("plain"));
+    let coord = Coord::start();
+    let mut run = launch(&t.path, &LaunchOpts { port: Some(coord.port), ..Default::default() }, &prog, &args);
+    run.wait_lines(3);
+    coord.checkpoint();
+    let img = image(&t.path, "ballast");
+    let first = fs::read(&img).expect("first image");
+    let n = run.out().lines().count();
+    run.wait_lines(n + 5);
+    // Second checkpoint in the background; kill the program once its temporary file appears.
+    let mut c = std::process::Command::new(COMMAND);
+    c.args(["-p", &coord.port.to_string(), "-c"]);
+    let _ = output("dmtcp_command -c", &mut c);
+    let temp = PathBuf::from(format!("{}.temp", img.display()));
+    let deadline = std::time::Instant::now() + TIMEOUT;
+    while !temp.exists() && fs::read(&img).map(|b| b == first).unwrap_or(false) && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+    let caught = temp.exists();
+    run.kill();
+    let before = run.out();
+    if !caught {
+        // The write finished before we could see it: the test says nothing then.
+        eprintln!("note: the second checkpoint was written before it could be interrupted");
+        return;
+    }
+    assert_eq!(fs::read(&img).expect("image after the kill"), first, "the first image changed");
+    assert_eq!(images(&t.path, "ballast"), vec![img.clone()], "a partial image is listed as an image");
+    let mut r = restart(&t.path, Some(coord.port), &[], &img, "restart");
+    assert_eq!(r.wait_code(), 0, "restart from the first image\n{}", r.err());
+    let (exp, _) = expected.join().expect("uninterrupted run");
+    assert_continuation(&before, &r.out(), &exp);
+}

@@ -196,7 +196,14 @@ pub fn start() {
         return;
     }
     COORD_FD.store(stream.as_raw_fd(), Release);
+    // The new thread starts with every signal blocked (it keeps only glibc's own open, see
+    // `run`): with the caller's mask it could take one of the application's signals before it
+    // sets its own.
+    let all: u64 = !0;
+    let mut caller_mask: u64 = 0;
+    let _ = dmtcp_arch::rt_sigprocmask(libc::SIG_SETMASK, Some(&all), Some(&mut caller_mask));
     let spawned = std::thread::Builder::new().name("dmtcp_ckpt".into()).stack_size(1 << 20).spawn(move || run(stream));
+    let _ = dmtcp_arch::rt_sigprocmask(libc::SIG_SETMASK, Some(&caller_mask), None);
     if let Err(e) = spawned {
         warn(&format!("cannot start the checkpoint thread: {e}; this process will not be checkpointed"));
     }
@@ -317,6 +324,8 @@ fn checkpoint_round(stream: &mut TcpStream, generation: u64, ckpt_dir: Option<St
     let n = threads::suspend_all(cfg.ckpt_signal);
     NUM_PARKED.store(n, Release);
     wait_all_suspended(stream, generation);
+    // Timers and pending signals live in the kernel, outside the image: note them (timers.rs).
+    crate::timers::save();
     // Counted before writing, so the image (and a process restored from it) includes this
     // checkpoint; taken back below if the write fails. No application thread runs to see it.
     NUM_CHECKPOINTS.fetch_add(1, AcqRel);
@@ -413,6 +422,8 @@ fn after_restart(stream: &mut TcpStream) {
     NUM_RESTARTS.fetch_add(1, AcqRel);
     crate::restart_settings::apply(info.settings_fd);
     plugin::deliver(plugin::EVENT_RESTART, 1);
+    // The threads still block every signal: timers may fire and signals wait until they run.
+    crate::timers::restore();
     threads::release_restored();
     open_gate();
     notify_waiters();

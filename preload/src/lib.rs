@@ -15,6 +15,7 @@ mod protected_fds;
 mod restart_settings;
 mod sysv;
 mod threads;
+mod timers;
 mod wrappers;
 
 use core::sync::atomic::Ordering::Relaxed;

@@ -49,6 +49,12 @@ fn remember(kind: SysvKind, id: c_int) {
     }
 }
 
+fn enosys() -> c_int {
+    // SAFETY: errno is this thread's own.
+    unsafe { *libc::__errno_location() = libc::ENOSYS };
+    -1
+}
+
 /// semget(2), noting the set's id.
 ///
 /// # Safety
@@ -56,13 +62,11 @@ fn remember(kind: SysvKind, id: c_int) {
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn semget(key: key_t, nsems: c_int, flags: c_int) -> c_int {
     let f = REAL_SEMGET.load(Acquire);
-    let id = if f == 0 {
-        // SAFETY: the raw system call has semget's arguments.
-        unsafe { libc::syscall(libc::SYS_semget, key, nsems, flags) as c_int }
-    } else {
-        // SAFETY: glibc's semget, resolved by dlsym.
-        unsafe { core::mem::transmute::<usize, GetFn>(f)(key, nsems, flags) }
-    };
+    if f == 0 {
+        return enosys(); // not resolved yet: before libdmtcp's constructor, or no glibc
+    }
+    // SAFETY: glibc's semget, resolved by dlsym.
+    let id = unsafe { core::mem::transmute::<usize, GetFn>(f)(key, nsems, flags) };
     remember(SysvKind::Semaphores, id);
     id
 }
@@ -74,13 +78,11 @@ pub unsafe extern "C" fn semget(key: key_t, nsems: c_int, flags: c_int) -> c_int
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn msgget(key: key_t, flags: c_int) -> c_int {
     let f = REAL_MSGGET.load(Acquire);
-    let id = if f == 0 {
-        // SAFETY: the raw system call has msgget's arguments.
-        unsafe { libc::syscall(libc::SYS_msgget, key, flags) as c_int }
-    } else {
-        // SAFETY: glibc's msgget, resolved by dlsym.
-        unsafe { core::mem::transmute::<usize, MsgGetFn>(f)(key, flags) }
-    };
+    if f == 0 {
+        return enosys();
+    }
+    // SAFETY: glibc's msgget, resolved by dlsym.
+    let id = unsafe { core::mem::transmute::<usize, MsgGetFn>(f)(key, flags) };
     remember(SysvKind::MessageQueue, id);
     id
 }
