@@ -124,7 +124,15 @@ pub fn send_command(addr: &CoordAddr, cmd: Command) -> Result<CommandReply, Coor
 pub fn ensure_coordinator(addr: &CoordAddr, mode: CoordMode, interval: Option<u32>, ckpt_dir: Option<&Path>) -> Result<CoordAddr, CoordError> {
     let answers = || addr.port != 0 && connect(addr).is_ok();
     match mode {
-        CoordMode::None => return Ok(addr.clone()),
+        // A coordinator of the computation's own, on a free port, that nothing else joins: it
+        // runs the --interval checkpoints and the program's dmtcp_checkpoint() requests, and
+        // ends with the computation (DMTCP runs these in the process itself).
+        CoordMode::None => {
+            let port = start_coordinator(0, interval, ckpt_dir)?;
+            let private = CoordAddr { host: "127.0.0.1".into(), port };
+            connect(&private)?;
+            return Ok(private);
+        }
         CoordMode::Join => {
             connect(addr)?;
             return Ok(addr.clone());

@@ -483,3 +483,26 @@ fn ckpt_signal_option() {
 fn dmtcp_sigckpt_env() {
     ckpt_signal_case("sigckpt-env", vec!["--no-gzip"], vec![("DMTCP_SIGCKPT", "10".to_string())]);
 }
+
+/// `dmtcp_launch --no-coordinator --interval 1`: no shared coordinator (nothing answers on the
+/// default or any given port), yet the program checkpoints itself every second, and the image
+/// restarts.
+#[test]
+fn no_coordinator_with_interval_checkpoints_itself() {
+    let t = TempDir::new("no-coord");
+    let port = free_port(); // for the restart's coordinator
+    let _auto = AutoCoord { port };
+    let o = LaunchOpts { port: Some(port), opts: vec!["--no-coordinator", "--interval", "1"], ..Default::default() };
+    let prog = fixture("counter");
+    let expected = run_plain_bg(&prog, &[LINES], &t.subdir("plain"));
+    let mut run = launch(&t.path, &o, &prog, &[LINES]);
+    let img = wait_for_image(&t.path, "counter", &mut run);
+    assert!(!port_in_use(port), "--no-coordinator started or joined a coordinator on the given port {port}");
+    run.kill();
+    let before = run.out();
+    let mut r = restart(&t.path, Some(port), &[], &img, "restart");
+    let code = r.wait_code();
+    let (exp, _) = expected.join().expect("uninterrupted run");
+    assert_eq!(code, 0, "restart exit code\n--- restart stderr ---\n{}", r.err());
+    assert_continuation(&before, &r.out(), &exp);
+}

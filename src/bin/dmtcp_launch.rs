@@ -24,7 +24,8 @@ struct Args {
     /// Start a new coordinator; fail if one already runs on the port
     #[arg(long = "new-coordinator", alias = "new")]
     new_coordinator: bool,
-    /// Run without a coordinator
+    /// No shared coordinator: a private one on a free port takes the --interval and
+    /// dmtcp_checkpoint() checkpoints, and ends with the program
     #[arg(long = "no-coordinator")]
     no_coordinator: bool,
     /// Seconds between automatic checkpoints (DMTCP_CHECKPOINT_INTERVAL)
@@ -172,7 +173,7 @@ fn main() {
     if args.batch_queue && args.quiet == 0 {
         eprintln!("{PROG}: note: --rm (resource-manager support) is not implemented; the program runs without it");
     }
-    if mode != CoordMode::None {
+    {
         let addr = coord_client::ensure_coordinator(&addr, mode, interval, ckpt_dir.as_deref()).unwrap_or_else(|e| die(PROG, e));
         if let Some(f) = &args.port_file {
             if let Err(e) = std::fs::write(f, format!("{}\n", addr.port)) {
@@ -183,8 +184,6 @@ fn main() {
             eprintln!("{PROG}: coordinator {}:{}", addr.host, addr.port);
         }
         cmd.env("DMTCP_COORD_HOST", &addr.host).env("DMTCP_COORD_PORT", addr.port.to_string());
-    } else {
-        cmd.env("DMTCP_COORD_PORT", "0");
     }
     if let Some(d) = &ckpt_dir {
         cmd.env("DMTCP_CHECKPOINT_DIR", d);
