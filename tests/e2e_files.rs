@@ -136,3 +136,45 @@ fn ckpt_open_files_puts_files_back() {
         assert_concat(&drop_first(&before), &r.out(), &drop_first(&exp));
     }
 }
+
+/// dmtcp_restart on a terminal: the restarted program writes to dmtcp_restart's stdout, a
+/// pseudo-terminal here, as an interactive user's restart would.
+#[test]
+fn restart_output_on_a_terminal() {
+    use std::os::fd::FromRawFd;
+    let t = TempDir::new("restart-tty");
+    let Checkpointed { coord, before, image: img, expected, .. } = checkpointed_and_killed(&t, "counter", &["40"], 5);
+    // SAFETY: posix_openpt and friends make new fds that the Files below own.
+    let (master, slave) = unsafe {
+        let m = libc::posix_openpt(libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC);
+        assert!(m >= 0 && libc::grantpt(m) == 0 && libc::unlockpt(m) == 0, "ptmx: {}", std::io::Error::last_os_error());
+        let name = std::ffi::CStr::from_ptr(libc::ptsname(m)).to_owned();
+        let s = libc::open(name.as_ptr(), libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC);
+        assert!(s >= 0, "pts: {}", std::io::Error::last_os_error());
+        (fs::File::from_raw_fd(m), fs::File::from_raw_fd(s))
+    };
+    let mut c = dmtcp(RESTART);
+    c.arg("--coord-port").arg(coord.port.to_string()).arg(&img).current_dir(&t.path);
+    c.stdin(Stdio::null()).stdout(slave.try_clone().expect("slave")).stderr(fs::File::create(t.join("restart.err")).expect("stderr"));
+    let mut p = spawn("dmtcp_restart on a pty", &mut c);
+    // Only the restarted program may hold the slave now: its end is the reader's end of file.
+    drop(c);
+    drop(slave);
+    // Read the terminal until the program is done (EIO once no process holds the slave).
+    let reader = std::thread::spawn(move || {
+        let mut out = Vec::new();
+        let mut m = master;
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = m.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            out.extend_from_slice(&buf[..n]);
+        }
+        String::from_utf8_lossy(&out).replace("\r\n", "\n")
+    });
+    let code = p.wait().code();
+    let after = reader.join().expect("reader");
+    assert_eq!(code, Some(0), "dmtcp_restart on a pty\n{}", fs::read_to_string(t.join("restart.err")).unwrap_or_default());
+    assert_continuation(&before, &after, &expected);
+}
