@@ -120,6 +120,7 @@ fn text_summary_of_raw_and_gzip_images() {
             "checkpoint",
             "tls 0x7f0012345000",
             "memory areas (3, 28672 bytes stored)",
+            "555500010000-555500030000",
             "r-xp",
             "/usr/bin/my counter",
             "rw-s",
@@ -169,6 +170,10 @@ fn json_is_one_object_per_image() {
         assert_eq!(areas[1]["perms"], "rw-p");
         assert_eq!(areas[1]["stored_pages"], 3);
         assert_eq!(areas[1]["size"], 32 * PAGE);
+        assert_eq!(areas[1]["start"], format!("{:#x}", BASE + 16 * PAGE));
+        assert_eq!(areas[1]["end"], format!("{:#x}", BASE + 48 * PAGE));
+        assert_eq!(areas[0]["start"], format!("{BASE:#x}"));
+        assert_eq!(areas[0]["path"], "/usr/bin/my counter");
         assert_eq!(areas[2]["kind"], "shared-file");
         assert_eq!(areas[2]["stored_bytes"], 0);
         assert_eq!(v["fds"][1]["offset"], 1234);
