@@ -163,3 +163,28 @@ fn killing_dmtcp_restart_ends_the_restarted_program() {
     }
     assert!(!alive(old_pid), "the restarted program outlived dmtcp_restart");
 }
+
+/// DMTCP_RESTART_PAUSE2 in the environment of the original launch (the program's own, so its
+/// images carry it) pauses every restart of it the same way, with no option on dmtcp_restart.
+#[test]
+fn restart_pause2_from_the_launch_environment() {
+    let t = TempDir::new("restart-pause2");
+    let prog = fixture("counter");
+    let expected = run_plain_bg(&prog, &[LINES], &t.subdir("plain"));
+    let coord = Coord::start();
+    let o = LaunchOpts { port: Some(coord.port), env: vec![("DMTCP_RESTART_PAUSE2", "1".to_string())], ..Default::default() };
+    let mut run = launch(&t.path, &o, &prog, &[LINES]);
+    run.wait_lines(5);
+    coord.checkpoint();
+    run.kill();
+    let before = run.out();
+    let img = image(&t.path, "counter");
+    let mut c = dmtcp(RESTART);
+    c.arg("--coord-port").arg(coord.port.to_string()).arg(&img).env_remove("DMTCP_RESTART_PAUSE2");
+    let mut r = restart_with(&t.path, c, "restart");
+    let bt = attach_gdb_to_paused(&mut r, "DMTCP_RESTART_PAUSE2");
+    assert!(bt.contains(" main ("), "gdb's backtrace lacks the program's main\n{bt}");
+    assert_eq!(r.wait_code(), 0, "after gdb detached\n{}", r.err());
+    let (exp, _) = expected.join().expect("uninterrupted run");
+    assert_continuation(&before, &r.out(), &exp);
+}
