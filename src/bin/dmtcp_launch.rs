@@ -62,8 +62,8 @@ struct Args {
     /// Load no plugin at all (--with-plugin and --modify-env are ignored)
     #[arg(long = "disable-all-plugins")]
     disable_all_plugins: bool,
-    /// Ask for open files' contents to be checkpointed (DMTCP_CHECKPOINT_OPEN_FILES; reported
-    /// to the program and plugins, file contents are not saved yet)
+    /// Save the contents of the open regular files beside the image (DMTCP_CHECKPOINT_OPEN_FILES);
+    /// restart puts a copy back where the file is missing
     #[arg(long = "ckpt-open-files", alias = "checkpoint-open-files")]
     checkpoint_open_files: bool,
     /// Allow restart to overwrite files with checkpointed copies (DMTCP_ALLOW_FILE_OVERWRITE;
