@@ -18,7 +18,13 @@ const KCMP_FILE: libc::c_int = 0;
 
 /// Fill in inode, queued data, socket details and sharing for `entries` (this process's table).
 pub fn complete(entries: &mut [FdEntry]) {
+    // Sharing first: what is queued in a pipe, socket, pty or message queue is read by one
+    // holder of the open file description only (the first: this process's earliest fd, or the
+    // parent's). Two holders peeking one socket at once would step on each other's SO_PEEK_OFF
+    // (it belongs to the socket), and draining a pty or a queue twice at once would reorder it.
+    find_shared(entries);
     for e in entries.iter_mut() {
+        let first_holder = e.shares.is_none();
         match e.kind {
             FdKind::Pipe => {
                 e.inode = inode_of(e.fd);
@@ -31,23 +37,22 @@ pub fn complete(entries: &mut [FdEntry]) {
             FdKind::Socket => {
                 e.inode = inode_of(e.fd);
                 let info = socket_info(e.fd, e.inode);
-                if matches!(info.family, libc::AF_UNIX | libc::AF_INET | libc::AF_INET6) && !info.listening {
+                if first_holder && matches!(info.family, libc::AF_UNIX | libc::AF_INET | libc::AF_INET6) && !info.listening {
                     e.queued = peek_socket(e.fd, info.sock_type).unwrap_or_default();
                 }
                 e.socket = Some(info);
             }
             FdKind::Other => e.anon = super::anon_fds::read(e.fd, &e.path),
-            FdKind::File => e.mqueue = mqueue_info(e.fd, &e.path, e.flags),
+            FdKind::File => e.mqueue = mqueue_info(e.fd, &e.path, if first_holder { e.flags } else { libc::O_WRONLY }),
             FdKind::CharDevice => {
                 e.pty = pty_info(e.fd, &e.path);
-                if let Some(p) = e.pty.as_ref().filter(|p| p.master) {
+                if let Some(p) = e.pty.as_ref().filter(|p| p.master && first_holder) {
                     e.queued = drain_pty_output(e.fd, p.index).map(|d| vec![d]).unwrap_or_default();
                 }
             }
         }
         e.queued.retain(|chunk| !chunk.is_empty());
     }
-    find_shared(entries);
 }
 
 fn sockopt_int(fd: i32, opt: libc::c_int) -> libc::c_int {
@@ -163,7 +168,11 @@ fn mqueue_info(fd: i32, path: &str, flags: i32) -> Option<MqueueInfo> {
         return None;
     }
     let mut messages = Vec::new();
-    if attr.mq_curmsgs > 0 && reads(flags) {
+    // Processes that opened the queue each on their own take turns (flock on the queue's
+    // inode): each finds every message again, put back by the one before.
+    // SAFETY: flock on our own fd; released below.
+    let locked = attr.mq_curmsgs > 0 && reads(flags) && unsafe { libc::flock(fd, libc::LOCK_EX) } == 0;
+    if locked {
         let mut buf = vec![0u8; usize::try_from(attr.mq_msgsize).unwrap_or(0).clamp(1, MAX_QUEUED)];
         // SAFETY: mq_* calls on the queue's fd with our buffer and a zero timeout (never waits).
         unsafe {
@@ -179,6 +188,7 @@ fn mqueue_info(fd: i32, path: &str, flags: i32) -> Option<MqueueInfo> {
             for (prio, m) in &messages {
                 libc::mq_timedsend(fd, m.as_ptr().cast(), m.len(), *prio, &now);
             }
+            libc::flock(fd, libc::LOCK_UN);
         }
     }
     Some(MqueueInfo {
@@ -397,6 +407,12 @@ pub fn peek_socket(fd: i32, sock_type: i32) -> io::Result<Vec<Vec<u8>>> {
         }
         total += n;
         out.push(buf[..n].to_vec());
+        // The kernel moves the peek offset past each message; if it did not (someone else
+        // reset it), the next peek would return this message again.
+        if sockopt_int(fd, libc::SO_PEEK_OFF) != libc::c_int::try_from(total).unwrap_or(-1) {
+            set_peek_off(-1);
+            return Err(io::Error::other("the socket's peek offset moved under us"));
+        }
         if total >= MAX_QUEUED || n == 0 {
             break;
         }
