@@ -188,3 +188,46 @@ fn restart_pause2_from_the_launch_environment() {
     let (exp, _) = expected.join().expect("uninterrupted run");
     assert_continuation(&before, &r.out(), &exp);
 }
+
+/// `dmtcp_restart --quiet` keeps its notes to itself: an fd that cannot be reopened (its file was
+/// deleted) is reported without it and not with it; the program restarts either way.
+#[test]
+fn quiet_restart_reports_nothing() {
+    let t = TempDir::new("restart-quiet");
+    let prog = fixture("counter");
+    let data = t.join("data.txt");
+    std::fs::write(&data, "x\n").expect("data.txt");
+    let coord = Coord::start();
+    // The counter inherits fd 7, open on data.txt.
+    let held = std::fs::File::open(&data).expect("open data.txt");
+    let stdout = t.join("launch.out");
+    let mut c = dmtcp(LAUNCH);
+    c.arg("--coord-port").arg(coord.port.to_string()).arg(&prog).arg("40").current_dir(&t.path);
+    c.stdout(std::fs::File::create(&stdout).expect("launch.out")).stderr(std::fs::File::create(t.join("launch.err")).expect("launch.err"));
+    let fd = std::os::fd::AsRawFd::as_raw_fd(&held);
+    // SAFETY: dup2 in the child before exec, onto a number nothing else uses there.
+    unsafe {
+        std::os::unix::process::CommandExt::pre_exec(
+            &mut c,
+            move || if libc::dup2(fd, 7) < 0 { Err(std::io::Error::last_os_error()) } else { Ok(()) },
+        );
+    }
+    let mut run = Run { proc: spawn("dmtcp_launch counter with fd 7", &mut c), stdout, stderr: t.join("launch.err") };
+    drop(held);
+    run.wait_lines(5);
+    coord.checkpoint();
+    run.kill();
+    let img = image(&t.path, "counter");
+    std::fs::remove_file(&data).expect("rm data.txt");
+    for (quiet, log) in [(false, "restart"), (true, "restart-quiet")] {
+        let opts: &[&str] = if quiet { &["--quiet"] } else { &[] };
+        let mut r = restart(&t.path, Some(coord.port), opts, &img, log);
+        assert_eq!(r.wait_code(), 0, "{log}\n{}", r.err());
+        let err = r.err();
+        if quiet {
+            assert!(err.is_empty(), "--quiet restart printed:\n{err}");
+        } else {
+            assert!(err.contains("fd 7 (") && err.contains("data.txt"), "the lost fd is not reported:\n{err}");
+        }
+    }
+}
