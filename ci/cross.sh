@@ -37,8 +37,7 @@ run_target() {
       --skip spawned_and_vforked_children_are_followed --skip unreaped_children_are_reaped_after_restart
   else
     # Natively also the tests that need a real kernel under them (PR_SET_MM_MAP, ptrace for gdb,
-    # NETLINK_SOCK_DIAG for socketpair peers, which qemu-user refuses; the qemu-system tier
-    # runs the ipc fixture on the ARM CPUs; /proc/self/timers, which under qemu-user lists the
+    # NETLINK_SOCK_DIAG for socketpair peers, which qemu-user refuses; /proc/self/timers, which under qemu-user lists the
     # emulator's own timers).
     # bash_in_a_pseudo_terminal_survives and gnu_screen_session_survives run the host's 64-bit
     # bash and screen, which a 32-bit libdmtcp.so cannot follow into (e2e_multilib covers exec
