@@ -1,7 +1,8 @@
 //! New sockets for dmtcp_restart's staging (src/staging.rs), made like the checkpointed ones:
 //! UNIX sockets bound to their old name (listening again if they were), TCP listeners on their
 //! old address, UDP sockets bound and connected as before, and loopback TCP connections that
-//! stand in for a connection between two processes of the computation.
+//! stand in for a connection between two processes of the computation. (Staging moves each to a
+//! high number, close-on-exec.)
 
 use dmtcp_engine::meta::SocketInfo;
 use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
@@ -69,7 +70,7 @@ fn bind_unix(fd: RawFd, name: &[u8], cwd: &str, mode: Option<u32>) -> bool {
 /// A TCP listener on its old address (SO_REUSEADDR: the killed process's connections may linger).
 pub fn tcp_listener(local: &str) -> Option<RawFd> {
     let addr: SocketAddr = local.parse().ok()?;
-    TcpListener::bind(addr).ok().map(|l| cloexec(l.into_raw_fd()))
+    TcpListener::bind(addr).ok().map(|l| l.into_raw_fd())
 }
 
 /// A UDP socket bound to its old address and connected to its old peer, if it had them, with
@@ -93,7 +94,7 @@ pub fn udp(info: &SocketInfo, queued: &[Vec<u8>]) -> Option<RawFd> {
     if let Some(remote) = info.remote.as_deref().and_then(|r| r.parse::<SocketAddr>().ok()) {
         s.connect(remote).ok()?;
     }
-    Some(cloexec(s.into_raw_fd()))
+    Some(s.into_raw_fd())
 }
 
 /// Two connected TCP sockets over loopback of the given family: (connecting end, accepted end).
@@ -103,11 +104,5 @@ pub fn tcp_connected_pair(family: i32) -> Option<(RawFd, RawFd)> {
     let client = TcpStream::connect(listener.local_addr().ok()?).ok()?;
     let (server, _) = listener.accept().ok()?;
     let _ = client.set_nodelay(true);
-    Some((cloexec(client.into_raw_fd()), cloexec(server.into_raw_fd())))
-}
-
-fn cloexec(fd: RawFd) -> RawFd {
-    // SAFETY: setting FD_CLOEXEC on our own fd (std sets it already; this keeps it explicit).
-    unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
-    fd
+    Some((client.into_raw_fd(), server.into_raw_fd()))
 }

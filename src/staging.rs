@@ -59,7 +59,7 @@ impl Staged {
     /// Make every description the images need. Never fails: what cannot be recreated is opened
     /// on /dev/null (with a warning unless `quiet`), so that its number stays taken.
     pub fn build(images: &[ImageFds<'_>], quiet: bool) -> Staged {
-        let top = images.iter().flat_map(|i| i.meta.fds.iter().map(|e| e.fd).chain([i.meta.coord_fd])).max().unwrap_or(2).max(2) + 1;
+        let top = first_free_fd(images.iter().map(|i| i.meta));
         let limit = raise_fd_limit();
         let mut b = Builder {
             images,
@@ -180,21 +180,25 @@ fn root_of(images: &[ImageFds<'_>], index: &HashMap<GlobalFd<'_>, (usize, usize)
     at
 }
 
+/// Every fd entry of every image of the processes on `host`.
+fn entries_on<'i: 'h, 'h>(images: &'i [ImageFds<'i>], host: &'h str) -> impl Iterator<Item = &'i FdEntry> + 'h {
+    images.iter().filter(move |i| i.meta.hostname == host).flat_map(|i| i.meta.fds.iter())
+}
+
+/// The first fd number above every fd of every image (and their coordinator fds): staged fds go
+/// at or above it, out of the way of the numbers the restored programs use.
+pub fn first_free_fd<'m>(metas: impl Iterator<Item = &'m ProcessMeta>) -> RawFd {
+    metas.flat_map(|m| m.fds.iter().map(|e| e.fd).chain([m.coord_fd])).max().unwrap_or(2).max(2) + 1
+}
+
 /// Is some image on `host` holding the master of /dev/pts/`index`?
 fn pty_master_known(images: &[ImageFds<'_>], host: &str, index: u32) -> bool {
-    images
-        .iter()
-        .filter(|i| i.meta.hostname == host)
-        .flat_map(|i| i.meta.fds.iter())
-        .any(|x| x.pty.as_ref().is_some_and(|p| p.master && p.index == index))
+    entries_on(images, host).any(|x| x.pty.as_ref().is_some_and(|p| p.master && p.index == index))
 }
 
 /// What the master of /dev/pts/`index` on `host` had not read yet.
 fn pty_output(images: &[ImageFds<'_>], host: &str, index: u32) -> Vec<u8> {
-    images
-        .iter()
-        .filter(|i| i.meta.hostname == host)
-        .flat_map(|i| i.meta.fds.iter())
+    entries_on(images, host)
         .find(|x| x.pty.as_ref().is_some_and(|p| p.master && p.index == index) && !x.queued.is_empty())
         .map(|x| x.queued.concat())
         .unwrap_or_default()
@@ -205,7 +209,7 @@ fn pty_output(images: &[ImageFds<'_>], host: &str, index: u32) -> Vec<u8> {
 /// dmtcp_restart's own: a pipe to another process of the computation, a socket whose peer is in
 /// it, a pseudo-terminal whose master is in it.
 fn in_computation(images: &[ImageFds<'_>], host: &str, e: &FdEntry) -> bool {
-    let on_host = || images.iter().filter(|i| i.meta.hostname == host).flat_map(|i| i.meta.fds.iter());
+    let on_host = || entries_on(images, host);
     match e.kind {
         FdKind::Pipe if e.path.starts_with("pipe:") => on_host().filter(|x| x.kind == FdKind::Pipe && x.inode == e.inode).count() > 1,
         FdKind::Socket => e.socket.as_ref().and_then(|s| s.peer_inode).is_some_and(|peer| on_host().any(|x| x.inode == peer)),
@@ -216,10 +220,7 @@ fn in_computation(images: &[ImageFds<'_>], host: &str, e: &FdEntry) -> bool {
 
 /// The first non-empty queued data recorded for (host, inode) by any image.
 fn queued_for<'a>(images: &'a [ImageFds<'a>], host: &str, inode: u64) -> &'a [Vec<u8>] {
-    images
-        .iter()
-        .filter(|i| i.meta.hostname == host)
-        .flat_map(|i| i.meta.fds.iter())
+    entries_on(images, host)
         .find(|e| e.inode == inode && !e.queued.is_empty() && matches!(e.kind, FdKind::Pipe | FdKind::Socket))
         .map_or(&[], |e| e.queued.as_slice())
 }
@@ -443,11 +444,7 @@ impl<'a> Builder<'a> {
         let q = e.mqueue.as_ref()?;
         let name = std::ffi::CString::new(q.name.as_str()).ok()?;
         if !self.mqueues.contains(&(host, q.name.as_str())) {
-            let messages = self
-                .images
-                .iter()
-                .filter(|img| img.meta.hostname == host)
-                .flat_map(|img| img.meta.fds.iter())
+            let messages = entries_on(self.images, host)
                 .filter_map(|x| x.mqueue.as_ref())
                 .find(|m| m.name == q.name && !m.messages.is_empty())
                 .map_or(&[][..], |m| m.messages.as_slice());
@@ -569,11 +566,8 @@ impl<'a> Builder<'a> {
     }
 
     /// Every socket entry on `host` (any image).
-    fn socket_entries<'h>(&self, host: &'h str) -> impl Iterator<Item = &'a FdEntry> + 'h
-    where
-        'a: 'h,
-    {
-        self.images.iter().filter(move |img| img.meta.hostname == host).flat_map(|img| img.meta.fds.iter()).filter(|x| x.kind == FdKind::Socket)
+    fn socket_entries(&self, host: &'a str) -> impl Iterator<Item = &'a FdEntry> + 'a {
+        entries_on(self.images, host).filter(|x| x.kind == FdKind::Socket)
     }
 
     fn unix_pair(&mut self, host: &'a str, e: &FdEntry, info: &SocketInfo) -> Option<RawFd> {

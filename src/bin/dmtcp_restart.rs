@@ -352,7 +352,7 @@ fn main() {
         images.iter().map(|i| ImageFds { meta: &i.info.meta, saved_files: dmtcp_engine::meta::saved_files_dir(&i.path) }).collect();
     let staged = Staged::build(&fds, args.quiet > 0);
     drop(fds);
-    let top = images.iter().flat_map(|i| i.info.meta.fds.iter().map(|e| e.fd).chain([i.info.meta.coord_fd])).max().unwrap_or(2).max(2) + 1;
+    let top = dmtcp_rs::staging::first_free_fd(images.iter().map(|i| &i.info.meta));
     let shm_images: Vec<_> = images.iter().map(|i| (&i.info, &i.raw, i.info.meta.hostname.as_str())).collect();
     let shm = SharedObjects::build(&shm_images, top, args.quiet > 0);
     drop(shm_images);
