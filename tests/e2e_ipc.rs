@@ -30,29 +30,57 @@ fn fds_of(v: &serde_json::Value) -> Vec<serde_json::Value> {
     v["meta"]["fds"].as_array().or_else(|| v["fds"].as_array()).cloned().unwrap_or_default()
 }
 
-#[test]
-fn pipe_socketpairs_and_shared_file_survive_with_data_in_flight() {
-    let t = TempDir::new("ipc");
-    let prog = fixture("ipc");
-    let plain = t.subdir("plain");
-    let (expected, code) = run_plain(&prog, &[RECORDS], &plain);
-    assert_eq!(code, 0, "uninterrupted run:\n{expected}");
-    let expected_log = sorted_lines(&fs::read_to_string(plain.join("log.txt")).expect("plain log.txt"));
-    assert!(expected.ends_with("ack 60\nend\n"), "uninterrupted run:\n{expected}");
+/// A computation launched from fixture `prog args` under its own coordinator, killed with -kc
+/// after `min_lines` lines, beside an uninterrupted run of the same (in `plain/`).
+struct Killed {
+    t: TempDir,
+    coord: Coord,
+    /// What it printed up to the kill.
+    before: String,
+    /// What the uninterrupted run printed (it exited 0).
+    expected: String,
+}
 
+fn launch_and_kcheckpoint(name: &str, prog: &str, args: &[&str], min_lines: usize) -> Killed {
+    let t = TempDir::new(name);
+    let exe = fixture(prog);
+    let (expected, code) = run_plain(&exe, args, &t.subdir("plain"));
+    assert_eq!(code, 0, "uninterrupted run:\n{expected}");
     let coord = Coord::start();
-    let mut run = launch(&t.path, &LaunchOpts { port: Some(coord.port), ..Default::default() }, &prog, &[RECORDS]);
-    run.wait_lines(10);
+    let mut run = launch(&t.path, &LaunchOpts { port: Some(coord.port), ..Default::default() }, &exe, args);
+    run.wait_lines(min_lines);
     coord.kcheckpoint();
     let _ = run.proc.wait();
     reap_orphans();
-    let before = run.out();
-    let imgs = images(&t.path, "ipc");
-    assert_eq!(imgs.len(), 2, "one image per process: {:?}", listing(&t.path));
+    Killed { before: run.out(), t, coord, expected }
+}
+
+/// Every fd entry of every image of `prog` in `dir`, as dmtcp_inspect --json shows them.
+fn fd_entries(dir: &std::path::Path, prog: &str) -> Vec<serde_json::Value> {
+    images(dir, prog).iter().flat_map(|i| fds_of(&inspect_json(i))).collect()
+}
+
+/// The restart script of `k` run to its end: exit code 0, no descriptor reopened on /dev/null,
+/// and its output continues the killed run's exactly. Returns what it printed on stderr.
+fn restart_script_continues(k: &Killed) -> String {
+    let mut r = restart_with(&k.t.path, std::process::Command::new(restart_script(&k.t.path)), "restart");
+    assert_eq!(r.wait_code(), 0, "the restart script\n{}\n{}", r.out(), r.err());
+    assert!(!r.err().contains("/dev/null"), "a descriptor was not restored:\n{}", r.err());
+    assert_concat(&k.before, &r.out(), &k.expected);
+    r.err()
+}
+
+#[test]
+fn pipe_socketpairs_and_shared_file_survive_with_data_in_flight() {
+    let k = launch_and_kcheckpoint("ipc", "ipc", &[RECORDS], 10);
+    let expected_log = sorted_lines(&fs::read_to_string(k.t.join("plain/log.txt")).expect("plain log.txt"));
+    assert!(k.expected.ends_with("ack 60\nend\n"), "uninterrupted run:\n{}", k.expected);
+    let imgs = images(&k.t.path, "ipc");
+    assert_eq!(imgs.len(), 2, "one image per process: {:?}", listing(&k.t.path));
 
     // The images hold what was in flight: records in the pipe (read end, in the child), acks on
     // the parent's end of the stream socketpair; and the child's log fd shares the parent's.
-    let all: Vec<serde_json::Value> = imgs.iter().flat_map(|i| fds_of(&inspect_json(i))).collect();
+    let all = fd_entries(&k.t.path, "ipc");
     let queued_on = |kind: &str| all.iter().filter(|f| f["kind"] == kind).map(|f| f["queued_bytes"].as_u64().unwrap_or(0)).sum::<u64>();
     assert!(queued_on("Pipe") >= 4096, "no record queued in the pipe: {all:?}");
     assert!(queued_on("Socket") >= 16, "no ack queued on the socketpair: {all:?}");
@@ -61,39 +89,25 @@ fn pipe_socketpairs_and_shared_file_survive_with_data_in_flight() {
         "the child's log.txt fd is not marked as shared with the parent's: {all:?}"
     );
 
-    let mut r = restart_with(&t.path, std::process::Command::new(restart_script(&t.path)), "restart");
-    assert_eq!(r.wait_code(), 0, "the restart script\n{}", r.err());
-    assert!(!r.err().contains("/dev/null"), "a descriptor was not restored:\n{}", r.err());
-    assert_concat(&before, &r.out(), &expected);
-    let log = fs::read_to_string(t.join("log.txt")).expect("log.txt");
+    let _ = restart_script_continues(&k);
+    let log = fs::read_to_string(k.t.join("log.txt")).expect("log.txt");
     assert_eq!(sorted_lines(&log), expected_log, "log.txt (one offset shared by parent and child):\n{log}");
 }
 
 /// Restart the restarted computation: the recreated pipe and sockets are checkpointed again.
 #[test]
 fn restarted_pipes_checkpoint_again() {
-    let t = TempDir::new("ipc-twice");
-    let prog = fixture("ipc");
-    let (expected, code) = run_plain(&prog, &["80"], &t.subdir("plain"));
-    assert_eq!(code, 0);
-    let coord = Coord::start();
-    let mut run = launch(&t.path, &LaunchOpts { port: Some(coord.port), ..Default::default() }, &prog, &["80"]);
-    run.wait_lines(8);
-    coord.kcheckpoint();
-    let _ = run.proc.wait();
-    reap_orphans();
-    let first = run.out();
-
-    let mut r = restart_with(&t.path, std::process::Command::new(restart_script(&t.path)), "restart1");
+    let k = launch_and_kcheckpoint("ipc-twice", "ipc", &["80"], 8);
+    let mut r = restart_with(&k.t.path, std::process::Command::new(restart_script(&k.t.path)), "restart1");
     r.wait_lines(8);
-    coord.kcheckpoint();
+    k.coord.kcheckpoint();
     let _ = r.proc.wait();
     reap_orphans();
     let second = r.out();
 
-    let mut r2 = restart_with(&t.path, std::process::Command::new(restart_script(&t.path)), "restart2");
+    let mut r2 = restart_with(&k.t.path, std::process::Command::new(restart_script(&k.t.path)), "restart2");
     assert_eq!(r2.wait_code(), 0, "second restart\n{}", r2.err());
-    assert_concat(&format!("{first}{second}"), &r2.out(), &expected);
+    assert_concat(&format!("{}{second}", k.before), &r2.out(), &k.expected);
 }
 
 /// An event loop on epoll (watching a periodic timerfd and a signalfd) with an eventfd counter:
@@ -109,66 +123,31 @@ fn epoll_timerfd_eventfd_and_signalfd_continue() {
 /// restart reach the listeners, which are back at their old port and path.
 #[test]
 fn listeners_and_connections_between_processes_survive() {
-    let t = TempDir::new("sockets");
-    let prog = fixture("sockets");
-    let (expected, code) = run_plain(&prog, &["25"], &t.subdir("plain"));
-    assert_eq!(code, 0, "uninterrupted run:\n{expected}");
-    assert!(expected.ends_with("got t 2 25\ngot d 2\nend\n"), "uninterrupted run:\n{expected}");
-    let coord = Coord::start();
-    let mut run = launch(&t.path, &LaunchOpts { port: Some(coord.port), ..Default::default() }, &prog, &["25"]);
-    run.wait_lines(8);
-    coord.kcheckpoint();
-    let _ = run.proc.wait();
-    reap_orphans();
-    let before = run.out();
-    let all: Vec<serde_json::Value> = images(&t.path, "sockets").iter().flat_map(|i| fds_of(&inspect_json(i))).collect();
+    let k = launch_and_kcheckpoint("sockets", "sockets", &["25"], 8);
+    assert!(k.expected.ends_with("got t 2 25\ngot d 2\nend\n"), "uninterrupted run:\n{}", k.expected);
+    let all = fd_entries(&k.t.path, "sockets");
     // The TCP stream (one chunk) and the round's datagram.
     let queued_messages = all.iter().filter(|f| f["kind"] == "Socket").map(|f| f["queued_messages"].as_u64().unwrap_or(0)).sum::<u64>();
     assert!(queued_messages >= 2, "not both the TCP stream and the datagram are queued: {all:?}");
-    let mut r = restart_with(&t.path, std::process::Command::new(restart_script(&t.path)), "restart");
-    assert_eq!(r.wait_code(), 0, "the restart script\n{}\n{}", r.out(), r.err());
-    assert!(!r.err().contains("/dev/null"), "a descriptor was not restored:\n{}", r.err());
-    assert_concat(&before, &r.out(), &expected);
+    let _ = restart_script_continues(&k);
 }
 
 /// MAP_SHARED anonymous memory and a memfd mapped by a parent and its child stay shared after
 /// the restart: the two go on in lockstep through it (each with a copy, the parent would stop).
 #[test]
 fn shared_memory_between_parent_and_child_stays_shared() {
-    let t = TempDir::new("shm");
-    let prog = fixture("shm");
-    let (expected, code) = run_plain(&prog, &["60"], &t.subdir("plain"));
-    assert_eq!(code, 0, "uninterrupted run:\n{expected}");
-    assert!(expected.ends_with("step 60\nmemfd 60\n"), "uninterrupted run:\n{expected}");
-    let coord = Coord::start();
-    let mut run = launch(&t.path, &LaunchOpts { port: Some(coord.port), ..Default::default() }, &prog, &["60"]);
-    run.wait_lines(10);
-    coord.kcheckpoint();
-    let _ = run.proc.wait();
-    reap_orphans();
-    let before = run.out();
-    let mut r = restart_with(&t.path, std::process::Command::new(restart_script(&t.path)), "restart");
+    let k = launch_and_kcheckpoint("shm", "shm", &["60"], 10);
+    assert!(k.expected.ends_with("step 60\nmemfd 60\n"), "uninterrupted run:\n{}", k.expected);
+    // Not restart_script_continues: the memfd's own fd, which the program keeps open, is not
+    // restored yet (it is put on /dev/null; the mapping is what this test is about).
+    let mut r = restart_with(&k.t.path, std::process::Command::new(restart_script(&k.t.path)), "restart");
     assert_eq!(r.wait_code(), 0, "the restart script\n{}\n{}", r.out(), r.err());
-    assert_concat(&before, &r.out(), &expected);
+    assert_concat(&k.before, &r.out(), &k.expected);
 }
 
 /// The pty fixture's flow: launch, checkpoint with -kc, restart script; output compared.
 fn pty_roundtrip(name: &str, args: &[&str], min_lines: usize) {
-    let t = TempDir::new(name);
-    let prog = fixture("pty");
-    let (expected, code) = run_plain(&prog, args, &t.subdir("plain"));
-    assert_eq!(code, 0, "uninterrupted run:\n{expected}");
-    let coord = Coord::start();
-    let mut run = launch(&t.path, &LaunchOpts { port: Some(coord.port), ..Default::default() }, &prog, args);
-    run.wait_lines(min_lines);
-    coord.kcheckpoint();
-    let _ = run.proc.wait();
-    reap_orphans();
-    let before = run.out();
-    let mut r = restart_with(&t.path, std::process::Command::new(restart_script(&t.path)), "restart");
-    assert_eq!(r.wait_code(), 0, "the restart script\n{}\n{}", r.out(), r.err());
-    assert!(!r.err().contains("/dev/null"), "a descriptor was not restored:\n{}", r.err());
-    assert_concat(&before, &r.out(), &expected);
+    let _ = restart_script_continues(&launch_and_kcheckpoint(name, "pty", args, min_lines));
 }
 
 /// A parent driving its child through a pseudo-terminal: after the restart the child has a new
@@ -242,27 +221,15 @@ fn gnu_screen_session_survives() {
 /// restart it has the same messages in the same order (priorities kept).
 #[test]
 fn posix_message_queue_keeps_its_messages() {
-    let t = TempDir::new("mq");
-    let prog = fixture("mq");
-    let (expected, code) = run_plain(&prog, &["40"], &t.subdir("plain"));
-    assert_eq!(code, 0, "uninterrupted run:\n{expected}");
+    let k = launch_and_kcheckpoint("mq", "mq", &["40"], 8);
     assert!(
-        expected.starts_with("got first 5 prio 5\ngot first 4 prio 4\n") && expected.ends_with("got msg 40 prio 0\ndone\n"),
-        "uninterrupted run:\n{expected}"
+        k.expected.starts_with("got first 5 prio 5\ngot first 4 prio 4\n") && k.expected.ends_with("got msg 40 prio 0\ndone\n"),
+        "uninterrupted run:\n{}",
+        k.expected
     );
-    let coord = Coord::start();
-    let mut run = launch(&t.path, &LaunchOpts { port: Some(coord.port), ..Default::default() }, &prog, &["40"]);
-    run.wait_lines(8);
-    coord.kcheckpoint();
-    let _ = run.proc.wait();
-    reap_orphans();
-    let before = run.out();
-    let all: Vec<serde_json::Value> = images(&t.path, "mq").iter().flat_map(|i| fds_of(&inspect_json(i))).collect();
+    let all = fd_entries(&k.t.path, "mq");
     assert_eq!(all.iter().filter(|f| f["path"].as_str().is_some_and(|p| p.starts_with("/dmtcp-test-mq-"))).count(), 2, "{all:?}");
-    let mut r = restart_with(&t.path, std::process::Command::new(restart_script(&t.path)), "restart");
-    assert_eq!(r.wait_code(), 0, "the restart script\n{}\n{}", r.out(), r.err());
-    assert!(!r.err().contains("/dev/null"), "a descriptor was not restored:\n{}", r.err());
-    assert_concat(&before, &r.out(), &expected);
+    let _ = restart_script_continues(&k);
 }
 
 /// SysV semaphores and a message queue between a parent and its child, with messages waiting
@@ -271,37 +238,18 @@ fn posix_message_queue_keeps_its_messages() {
 /// ids, with the values and messages of the image.
 #[test]
 fn sysv_semaphores_and_message_queue_survive() {
-    let t = TempDir::new("sysv");
-    let prog = fixture("sysv");
-    let (expected, code) = run_plain(&prog, &["30"], &t.subdir("plain"));
-    assert_eq!(code, 0, "uninterrupted run:\n{expected}");
-    assert!(expected.ends_with("got 1 m 30 sem=33,10\nend sem=33,10\n"), "uninterrupted run:\n{expected}");
-    let coord = Coord::start();
-    let mut run = launch(&t.path, &LaunchOpts { port: Some(coord.port), ..Default::default() }, &prog, &["30"]);
-    run.wait_lines(6);
-    coord.kcheckpoint();
-    let _ = run.proc.wait();
-    reap_orphans();
-    let before = run.out();
-    let ids = fs::read_to_string(t.join("ids.txt")).expect("ids.txt");
+    let k = launch_and_kcheckpoint("sysv", "sysv", &["30"], 6);
+    assert!(k.expected.ends_with("got 1 m 30 sem=33,10\nend sem=33,10\n"), "uninterrupted run:\n{}", k.expected);
+    let ids = fs::read_to_string(k.t.join("ids.txt")).expect("ids.txt");
     let (sem, q) = ids.trim().split_once(' ').expect("two ids");
-    for removed in [false, true] {
-        if removed {
-            let o = output("ipcrm", std::process::Command::new("ipcrm").args(["-s", sem, "-q", q]));
-            assert!(o.status.success(), "ipcrm: {}", describe(&o));
-        }
-        let log = if removed { "restart-removed" } else { "restart" };
-        let mut r = restart_with(&t.path, std::process::Command::new(restart_script(&t.path)), log);
-        if !removed {
-            // Kill it again half-way, leaving the objects as that run changed them: the second
-            // restart must not see those changes either.
-            r.wait_lines(4);
-            r.kill();
-            reap_orphans();
-            continue;
-        }
-        assert_eq!(r.wait_code(), 0, "the restart script\n{}\n{}", r.out(), r.err());
-        assert!(r.err().is_empty() || !r.err().contains("SysV"), "{}", r.err());
-        assert_concat(&before, &r.out(), &expected);
-    }
+    // A first restart killed half-way leaves the objects as that run changed them: the second
+    // restart must not see those changes either.
+    let mut r = restart_with(&k.t.path, std::process::Command::new(restart_script(&k.t.path)), "restart-kept");
+    r.wait_lines(4);
+    r.kill();
+    reap_orphans();
+    let o = output("ipcrm", std::process::Command::new("ipcrm").args(["-s", sem, "-q", q]));
+    assert!(o.status.success(), "ipcrm: {}", describe(&o));
+    let err = restart_script_continues(&k);
+    assert!(!err.contains("SysV"), "{err}");
 }
