@@ -6,6 +6,7 @@ pub mod coord_client;
 pub mod coordinator;
 pub mod inspect;
 pub mod locate;
+pub mod pid_map;
 pub mod proctree;
 pub mod restore_fds;
 pub mod shared_memory;

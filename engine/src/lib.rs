@@ -3,6 +3,7 @@
 
 pub mod image;
 pub mod meta;
+pub mod pidmap;
 pub mod procfs;
 pub mod protocol;
 

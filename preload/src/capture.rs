@@ -6,7 +6,7 @@
 use crate::{ckpt, config, threads};
 use core::sync::atomic::Ordering::Acquire;
 use dmtcp_engine::image::writer::{self, AreaToWrite, Compression, ImageContents};
-use dmtcp_engine::meta::ProcessMeta;
+use dmtcp_engine::meta::{Ctty, ProcessMeta};
 use dmtcp_engine::procfs::{fd_state, fds, maps, pagemap};
 use dmtcp_layout::*;
 use std::path::PathBuf;
@@ -113,9 +113,10 @@ fn process_meta(generation: u64, ckpt_dir: &std::path::Path, fd_table: Vec<dmtcp
         unique_pid: config::unique_pid(),
         prog: cfg.prog.clone(),
         argv,
-        pid: std::process::id(),
-        // SAFETY: getppid has no memory effects.
-        ppid: unsafe { libc::getppid() } as u32,
+        // The pids the program knows (pids.rs): the restart gives them back.
+        pid: crate::pids::my_pid(),
+        // SAFETY: getppid has no memory effects (on this thread it is the kernel's).
+        ppid: crate::pids::to_virtual(unsafe { libc::getppid() } as u32),
         hostname: config::nix_hostname(),
         cwd: std::env::current_dir().map(|d| d.display().to_string()).unwrap_or_default(),
         exe: std::fs::read_link("/proc/self/exe").map(|p| p.display().to_string()).unwrap_or_default(),
@@ -129,8 +130,8 @@ fn process_meta(generation: u64, ckpt_dir: &std::path::Path, fd_table: Vec<dmtcp
         coord_port: cfg.coord_port,
         ckpt_dir: ckpt_dir.display().to_string(),
         gzip: cfg.gzip,
-        ctty: fd_state::controlling_pty(),
-        zombies: fd_state::zombie_children(),
+        ctty: fd_state::controlling_pty().map(|c| Ctty { foreground_pgid: crate::pids::to_virtual(c.foreground_pgid), ..c }),
+        zombies: fd_state::zombie_children().into_iter().map(|(pid, status)| (crate::pids::to_virtual(pid), status)).collect(),
         sysv: crate::sysv::capture(),
     }
 }
@@ -142,8 +143,11 @@ pub fn write_checkpoint(generation: u64, dir_override: Option<&str>) -> Result<S
     let page = page_size();
     // The fd table first: the image file must not appear in it.
     let coord_fd = ckpt::COORD_FD.load(Acquire);
-    let mut fd_table = fds::read_self_fds(&[coord_fd]).map_err(|e| format!("cannot read /proc/self/fd: {e}"))?;
+    let mut fd_table = fds::read_self_fds(&[coord_fd, crate::pids::MAP_FD.load(Acquire)]).map_err(|e| format!("cannot read /proc/self/fd: {e}"))?;
     fd_state::complete(&mut fd_table);
+    for shared in fd_table.iter_mut().filter_map(|e| e.shares.as_mut()) {
+        shared.pid = crate::pids::to_virtual(shared.pid);
+    }
     let entries = maps::read_self_maps().map_err(|e| format!("cannot read /proc/self/maps: {e}"))?;
     let mut header = FileHeader::new_for(dmtcp_arch::CPU, dmtcp_arch::WORD_BITS, page as u32);
     let (mut areas, unprotect) = collect_areas(&entries, page, &mut header)?;
@@ -153,7 +157,8 @@ pub fn write_checkpoint(generation: u64, dir_override: Option<&str>) -> Result<S
     [header.hwcap, header.hwcap2, header.hwcap3] = host_cpu_features();
     header.kernel_release = kernel_release();
     // SAFETY: getpgrp and getsid only report ids.
-    (header.pgid, header.sid) = unsafe { (libc::getpgrp() as u32, libc::getsid(0) as u32) };
+    let (pgid, sid) = unsafe { (libc::getpgrp() as u32, libc::getsid(0) as u32) };
+    (header.pgid, header.sid) = (crate::pids::to_virtual(pgid), crate::pids::to_virtual(sid));
     if let Ok(auxv) = std::fs::read("/proc/self/auxv") {
         if auxv.len() <= AUXV_MAX {
             header.auxv[..auxv.len()].copy_from_slice(&auxv);

@@ -214,6 +214,10 @@ pub fn start() {
 /// the socket, takes a unique pid of its own and joins the computation as a new process, so that
 /// it is checkpointed together with its parent (DMTCP follows fork the same way).
 pub fn after_fork_child() {
+    if crate::pids::renumbered() && crate::pids::taken_by_another(dmtcp_arch::sys::getpid()) {
+        // The program knows this pid as another process's: the fork wrapper makes another child.
+        dmtcp_arch::sys::exit_group(0);
+    }
     let fd = COORD_FD.swap(-1, AcqRel);
     if fd < 0 {
         return; // the parent was not under a coordinator
@@ -244,7 +248,8 @@ fn hello(stream: &mut TcpStream, restarted: bool) -> Result<(), protocol::Protoc
         stream,
         &ToCoord::Hello {
             unique_pid: config::unique_pid(),
-            pid: std::process::id(),
+            // The kernel's pid: `dmtcp_command --list` shows what ps and kill know.
+            pid: dmtcp_arch::sys::getpid(),
             prog: cfg.prog.clone(),
             hostname: config::nix_hostname(),
             restarted,

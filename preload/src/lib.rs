@@ -10,7 +10,10 @@ mod capture;
 mod ckpt;
 mod config;
 mod open_files;
+mod pid_wrappers;
+mod pids;
 mod plugin;
+mod proc_paths;
 mod protected_fds;
 mod restart_settings;
 mod sysv;
@@ -50,6 +53,7 @@ extern "C" fn dmtcp_init() {
         }
     }
     wrappers::resolve_all();
+    pids::inherit_map();
     // SAFETY: dlsym of glibc's exported program-break variable (may be absent: null).
     ckpt::GLIBC_CURBRK.store(unsafe { libc::dlsym(libc::RTLD_DEFAULT, c"__curbrk".as_ptr()) } as usize, Relaxed);
     threads::register_thread(dmtcp_arch::sys::gettid());

@@ -1,7 +1,8 @@
-//! The checkpoint thread's coordinator connection (an fd at or above 821, as in DMTCP) is out of
-//! the application's reach: programs that close every fd they did not open (GNU screen, daemons,
+//! The checkpoint thread's coordinator connection (an fd at or above 821, as in DMTCP) and the
+//! pid map of a restart (fd 820, see pids.rs) are out of the application's reach: programs that close every fd they did not open (GNU screen, daemons,
 //! shells before exec) or that dup2 onto it would cut the process off from the computation. As
-//! far as the application is concerned that fd is not open (EBADF); ranges are closed around it.
+//! far as the application is concerned those fds are not open (EBADF); ranges are closed around
+//! them.
 //!
 //! Runs on the application's threads, possibly in signal handlers: raw system calls, no
 //! allocation, no locks.
@@ -10,15 +11,18 @@ use crate::ckpt::{on_ckpt_thread, COORD_FD};
 use core::sync::atomic::Ordering::Acquire;
 use libc::{c_int, c_uint};
 
-/// The fd the application must not touch, if any (-1 otherwise). The checkpoint thread itself
-/// manages it freely.
-fn protected() -> c_int {
-    let fd = COORD_FD.load(Acquire);
-    if fd >= 0 && !on_ckpt_thread() {
-        fd
-    } else {
-        -1
+/// The fds the application must not touch, lowest first (-1: none). The checkpoint thread
+/// itself manages them freely.
+fn protected() -> [c_int; 2] {
+    let (a, b) = (COORD_FD.load(Acquire), crate::pids::MAP_FD.load(Acquire));
+    if (a < 0 && b < 0) || on_ckpt_thread() {
+        return [-1, -1];
     }
+    [a.min(b), a.max(b)]
+}
+
+fn is_protected(fd: c_int) -> bool {
+    fd >= 0 && protected().contains(&fd)
 }
 
 fn ebadf() -> c_int {
@@ -44,7 +48,7 @@ fn result(r: Result<usize, syscalls::Errno>) -> c_int {
 /// As close(2).
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn close(fd: c_int) -> c_int {
-    if fd >= 0 && fd == protected() {
+    if is_protected(fd) {
         return ebadf();
     }
     // SAFETY: the application's close of its own fd.
@@ -56,25 +60,32 @@ fn close_range_raw(first: c_uint, last: c_uint, flags: c_int) -> c_int {
     result(unsafe { syscalls::syscall3(syscalls::Sysno::close_range, first as usize, last as usize, flags as usize) })
 }
 
-/// close_range(2) over the application's fds, leaving the protected one out.
+/// close_range(2) over the application's fds, leaving the protected ones out.
 ///
 /// # Safety
 /// As close_range(2).
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn close_range(first: c_uint, last: c_uint, flags: c_int) -> c_int {
-    let p = protected();
-    if p < 0 || (p as c_uint) < first || (p as c_uint) > last {
-        return close_range_raw(first, last, flags);
+    if first > last {
+        return close_range_raw(first, last, flags); // the kernel's EINVAL
     }
-    let p = p as c_uint;
-    let mut r = 0;
-    if p > first {
-        r = close_range_raw(first, p - 1, flags);
+    let mut from = first;
+    for p in protected().into_iter().filter(|&p| p >= 0).map(|p| p as c_uint) {
+        if p < from || p > last {
+            continue;
+        }
+        if p > from {
+            let r = close_range_raw(from, p - 1, flags);
+            if r != 0 {
+                return r;
+            }
+        }
+        if p == last {
+            return 0;
+        }
+        from = p + 1;
     }
-    if r == 0 && p < last {
-        r = close_range_raw(p + 1, last, flags);
-    }
-    r
+    close_range_raw(from, last, flags)
 }
 
 /// closefrom(3): every fd from `low` up, but the protected one.
@@ -102,7 +113,7 @@ pub unsafe extern "C" fn closefrom(low: c_int) {
 /// As dup2(2).
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn dup2(old: c_int, new: c_int) -> c_int {
-    if new >= 0 && new == protected() {
+    if is_protected(new) {
         return ebadf();
     }
     if old == new {
@@ -120,7 +131,7 @@ pub unsafe extern "C" fn dup2(old: c_int, new: c_int) -> c_int {
 /// As dup3(2).
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn dup3(old: c_int, new: c_int, flags: c_int) -> c_int {
-    if new >= 0 && new == protected() {
+    if is_protected(new) {
         return ebadf();
     }
     // SAFETY: dup3 on the application's fds.

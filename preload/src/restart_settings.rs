@@ -8,7 +8,9 @@
 //!   wait until a debugger attaches. DMTCP_RESTART_PAUSE2 in the program's own (launch-time)
 //!   environment asks the same, as in DMTCP;
 //! - `cloexec=3,7`: the program's fds that were close-on-exec: dmtcp_restart could not set the
-//!   flag before it executed the loader (the exec would have closed them).
+//!   flag before it executed the loader (the exec would have closed them);
+//! - `pidmap=FD`: the restart's pid map (dmtcp_engine::pidmap): old and new pid of every process
+//!   restarted with this one.
 //!
 //! Runs on the checkpoint thread after a restart, while the application's threads still wait.
 
@@ -45,6 +47,11 @@ pub fn apply(settings_fd: i64) {
             match key {
                 "ckptdir" => *CKPT_DIR.lock().unwrap_or_else(|e| e.into_inner()) = Some(PathBuf::from(value)),
                 "pause" => pause |= value != "0",
+                "pidmap" => {
+                    if let Some(Err(e)) = value.parse::<i32>().ok().map(crate::pids::adopt_restart_map) {
+                        eprintln!("[dmtcp] {e}: pids of the other processes may not translate");
+                    }
+                }
                 "cloexec" => {
                     for fd in value.split(',').filter_map(|v| v.parse::<i32>().ok()) {
                         // SAFETY: setting a flag on one of the program's own fds.

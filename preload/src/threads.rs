@@ -12,6 +12,8 @@ use dmtcp_layout::{ThreadRecord, MAX_THREADS, THREAD_IS_MAIN};
 /// One user thread's state while it is parked.
 pub struct Slot {
     pub tid: AtomicU32,
+    /// The tid the program knows the thread by (pids.rs), kept for the restart.
+    vtid: AtomicU32,
     /// Saved context's stack pointer; non-zero once the thread is parked.
     pub sp: AtomicUsize,
     record: UnsafeCell<ThreadRecord>,
@@ -24,6 +26,7 @@ unsafe impl Sync for Slot {}
 #[allow(clippy::declare_interior_mutable_const)]
 const EMPTY_SLOT: Slot = Slot {
     tid: AtomicU32::new(0),
+    vtid: AtomicU32::new(0),
     sp: AtomicUsize::new(0),
     record: UnsafeCell::new(ThreadRecord {
         tid: 0,
@@ -101,6 +104,7 @@ pub extern "C" fn on_checkpoint_signal(_sig: i32, _info: *mut libc::siginfo_t, _
     }
     // SAFETY: only this thread writes its slot's record, before publishing sp.
     describe_current_thread(unsafe { &mut *slot.record.get() });
+    slot.vtid.store(crate::pids::to_virtual(tid), Release);
     let park_value = PARK_WORD.load(Acquire);
     let release_value = RESTART_RELEASE.load(Acquire);
     // SAFETY: the slot and the park word are statics; the stack above the saved pointer stays
@@ -110,6 +114,7 @@ pub extern "C" fn on_checkpoint_signal(_sig: i32, _info: *mut libc::siginfo_t, _
         // SAFETY: our own slot's record; the checkpoint thread only reads it.
         let (comm, old_tid) = unsafe { ((*slot.record.get()).comm, (*slot.record.get()).tid) };
         replace_thread(old_tid, sys::gettid());
+        crate::pids::thread_restored(slot.vtid.load(Acquire), sys::gettid());
         // SAFETY: comm is a 16-byte buffer.
         let _ = unsafe { syscalls::syscall2(syscalls::Sysno::prctl, PR_SET_NAME, comm.as_ptr() as usize) };
         RESTORED_CHECKINS.fetch_add(1, AcqRel);

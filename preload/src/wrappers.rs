@@ -18,7 +18,7 @@ static REAL_PTHREAD_CREATE: AtomicUsize = AtomicUsize::new(0);
 /// A pthread key whose destructor unregisters a thread when it exits (returns or pthread_exit).
 static EXIT_KEY: AtomicUsize = AtomicUsize::new(usize::MAX);
 
-fn real(slot: &AtomicUsize, name: &core::ffi::CStr) -> usize {
+pub(crate) fn real(slot: &AtomicUsize, name: &core::ffi::CStr) -> usize {
     let f = slot.load(Acquire);
     if f != 0 {
         return f;
@@ -38,6 +38,8 @@ pub fn resolve_all() {
     real(&REAL_SIGNAL, c"signal");
     real(&REAL_PTHREAD_CREATE, c"pthread_create");
     crate::sysv::resolve();
+    crate::pid_wrappers::resolve();
+    crate::proc_paths::resolve();
     // SAFETY: registering handlers that only touch our allocator lock and atomics.
     unsafe { libc::pthread_atfork(Some(before_fork), Some(after_fork_parent), Some(after_fork_child)) };
     let mut key: libc::pthread_key_t = 0;
@@ -63,6 +65,7 @@ extern "C" fn after_fork_child() {
 
 unsafe extern "C" fn on_thread_exit(_value: *mut libc::c_void) {
     crate::threads::unregister_thread(dmtcp_arch::sys::gettid());
+    crate::pids::thread_exited(dmtcp_arch::sys::gettid());
 }
 
 type StartFn = extern "C" fn(*mut libc::c_void) -> *mut libc::c_void;

@@ -229,6 +229,8 @@ fn main() {
     if let Ok(old) = std::env::var("LD_PRELOAD") {
         if !old.is_empty() {
             preload = format!("{preload}:{old}");
+            // What dmtcp_nocheckpoint puts back (DMTCP's name).
+            cmd.env("DMTCP_ORIG_LD_PRELOAD", old);
         }
     }
     cmd.env("LD_PRELOAD", preload);

@@ -10,6 +10,7 @@ use dmtcp_engine::image::reader::{self, ImageInfo};
 use dmtcp_rs::cli::{die, fail_rc, parse_args};
 use dmtcp_rs::coord_client::{self, CoordMode};
 use dmtcp_rs::locate;
+use dmtcp_rs::pid_map::PidMapFile;
 use dmtcp_rs::proctree;
 use dmtcp_rs::restore_fds::{close_others, dup_at_least, dup_to};
 use dmtcp_rs::shared_memory::SharedObjects;
@@ -143,6 +144,7 @@ fn check_compatible(path: &Path, info: &ImageInfo, strict: bool) {
 struct Restored {
     staged: Staged,
     shm: SharedObjects,
+    pids: PidMapFile,
 }
 
 /// A verified image, ready to be restarted.
@@ -208,9 +210,9 @@ fn hostname() -> String {
 /// The settings libdmtcp reads in the restarted process (see preload/src/restart_settings.rs),
 /// in a memfd: "key=value" lines, then `environ` and this command's environment (NUL-separated,
 /// with DMTCP_RESTART_CWD) for dmtcp_get_restart_env() and the modify-env plugin.
-fn settings_fd(args: &Args, top: RawFd, cloexec: &[RawFd]) -> RawFd {
+fn settings_fd(args: &Args, top: RawFd, cloexec: &[RawFd], pidmap: RawFd) -> RawFd {
     use std::os::unix::ffi::OsStrExt;
-    let mut text: Vec<u8> = Vec::new();
+    let mut text: Vec<u8> = format!("pidmap={pidmap}\n").into_bytes();
     if !cloexec.is_empty() {
         let list: Vec<String> = cloexec.iter().map(|fd| fd.to_string()).collect();
         text.extend_from_slice(format!("cloexec={}\n", list.join(",")).as_bytes());
@@ -249,6 +251,27 @@ fn settings_fd(args: &Args, top: RawFd, cloexec: &[RawFd]) -> RawFd {
     dup_at_least(file.into_raw_fd(), top, false)
 }
 
+/// The pid map's fd in the restarted process: the number libdmtcp.so keeps it at (so the
+/// programs it executes find it) when the program does not use that number itself.
+fn place_pid_map(pids: &PidMapFile, meta: &dmtcp_engine::meta::ProcessMeta, top: RawFd) -> RawFd {
+    let want = dmtcp_engine::pidmap::PIDMAP_FD;
+    let taken = meta.fds.iter().any(|e| e.fd == want) || meta.coord_fd == want;
+    // SAFETY: F_GETFD only asks whether the number is open here.
+    if !taken && unsafe { libc::fcntl(want, libc::F_GETFD) } < 0 {
+        // SAFETY: duplicating our map onto a free number (the original is closed with the
+        // other fds this process does not pass on).
+        if unsafe { libc::dup2(pids.fd(), want) } == want {
+            return want;
+        }
+    }
+    // SAFETY: duplicating our own fd.
+    let fd = unsafe { libc::fcntl(pids.fd(), libc::F_DUPFD, top) };
+    if fd < 0 {
+        die(PROG, format!("cannot pass on the pid map: {}", std::io::Error::last_os_error()));
+    }
+    fd
+}
+
 /// The program's file, to become /proc/self/exe of the restarted process (so that debuggers find
 /// its symbols). None when it is gone: the restart works without it.
 fn exe_fd(meta: &dmtcp_engine::meta::ProcessMeta, top: RawFd) -> Option<RawFd> {
@@ -267,7 +290,8 @@ fn restart_one(args: &Args, addr: &coord_client::CoordAddr, restored: &Restored,
     let top = meta.fds.iter().map(|e| e.fd).chain([meta.coord_fd, 2]).max().unwrap_or(2) + 1;
     let image_fd = dup_at_least(img.raw.into_raw_fd(), top, false);
     let coord_fd = dup_at_least(coord.into_raw_fd(), top, true);
-    let settings = settings_fd(args, top, &staged.cloexec_fds(index, meta));
+    let pidmap = place_pid_map(&restored.pids, meta, top);
+    let settings = settings_fd(args, top, &staged.cloexec_fds(index, meta), pidmap);
     let exe = exe_fd(meta, top);
     if let Err(e) = std::env::set_current_dir(&meta.cwd) {
         if args.quiet == 0 {
@@ -284,6 +308,7 @@ fn restart_one(args: &Args, addr: &coord_client::CoordAddr, restored: &Restored,
     keep.extend([Some(image_fd), Some(settings), exe].into_iter().flatten());
     let (shm_args, shm_fds) = restored.shm.loader_args(index, top);
     keep.extend(shm_fds);
+    keep.push(pidmap);
     close_others(&keep);
 
     let mut loader_cmd = std::process::Command::new(&loader);
@@ -358,8 +383,9 @@ fn main() {
     drop(shm_images);
     let metas: Vec<&dmtcp_engine::meta::ProcessMeta> = images.iter().map(|i| &i.info.meta).collect();
     dmtcp_rs::sysv::restore(&metas, args.quiet > 0);
+    let pids = PidMapFile::create(&metas).unwrap_or_else(|e| die(PROG, format!("cannot create the pid map of the restart: {e}")));
     drop(metas);
-    let restored = Restored { staged, shm };
+    let restored = Restored { staged, shm, pids };
     let mut slots: Vec<Option<Prepared>> = images.drain(..).map(Some).collect();
     let last = roots.pop().unwrap_or_else(|| die(PROG, "no image given"));
     for root in &roots {
@@ -425,18 +451,20 @@ fn take_controlling_terminal(restored: &Restored, info: &ImageInfo, old_pid: u32
         if ctty.foreground_pgid != 0 && ctty.foreground_pgid != old_pid {
             // The foreground group may not exist yet (its processes restart later): then the
             // leader's own group stays in the foreground.
+            let leader = restored.pids.real_pid(ctty.foreground_pgid).unwrap_or(ctty.foreground_pgid);
             libc::signal(libc::SIGTTOU, libc::SIG_IGN);
-            libc::tcsetpgrp(slave, ctty.foreground_pgid as libc::pid_t);
+            libc::tcsetpgrp(slave, leader as libc::pid_t);
             libc::signal(libc::SIGTTOU, libc::SIG_DFL);
         }
     }
 }
 
-/// Children that had exited but were not reaped at checkpoint time are made again, with their
-/// pid, to end at once with the same status: the restored program's waitpid() reaps them.
-fn recreate_zombies(args: &Args, info: &ImageInfo) {
-    for &(pid, status) in &info.meta.zombies {
-        match proctree::fork_exact(pid) {
+/// Children that had exited but were not reaped at checkpoint time are made again (with their
+/// pid when the kernel allows), to end at once with the same status: the restored program's
+/// waitpid() reaps them.
+fn recreate_zombies(args: &Args, restored: &Restored, index: usize, info: &ImageInfo) {
+    for (k, &(pid, status)) in info.meta.zombies.iter().enumerate() {
+        match proctree::fork_with_pid(pid) {
             Ok(proctree::Forked::Child { .. }) => {
                 // SAFETY: in the new child: end it as the old one ended (without running
                 // anything of this process's).
@@ -453,7 +481,7 @@ fn recreate_zombies(args: &Args, info: &ImageInfo) {
                     libc::_exit(libc::WEXITSTATUS(status))
                 }
             }
-            Ok(proctree::Forked::Parent { .. }) => {}
+            Ok(proctree::Forked::Parent { pid: new_pid }) => restored.pids.record_zombie(index, k, pid, new_pid),
             Err(e) => {
                 if args.quiet == 0 {
                     eprintln!("{PROG}: the exited child {pid} cannot be made again (its parent's waitpid will not find it): {e}");
@@ -464,14 +492,16 @@ fn recreate_zombies(args: &Args, info: &ImageInfo) {
 }
 
 /// Fork the children of `node` (each restarting its own subtree), then become `node`'s process.
+/// A process that cannot have its old pid again (taken, or no privilege) gets a new one, which
+/// it records in the pid map: libdmtcp.so gives the program its old one.
 fn restart_subtree(args: &Args, addr: &coord_client::CoordAddr, restored: &Restored, slots: &mut [Option<Prepared>], node: &proctree::Node) -> ! {
+    if let Some(img) = slots[node.index].as_ref() {
+        restored.pids.record_process(node.index, img.info.meta.pid, std::process::id());
+    }
     for child in &node.children {
         let old_pid = slots[child.index].as_ref().map_or(0, |p| p.info.meta.pid);
         match proctree::fork_with_pid(old_pid) {
-            Ok(proctree::Forked::Child { pid_refused }) => {
-                if let Some(e) = pid_refused.filter(|_| args.quiet == 0) {
-                    eprintln!("{PROG}: process {old_pid} restarts as pid {} (its old pid: {e})", std::process::id());
-                }
+            Ok(proctree::Forked::Child { .. }) => {
                 if let Some(img) = slots[child.index].as_ref() {
                     rejoin_group_and_session(&img.info.header, old_pid);
                     // Before it forks the session's other processes, which inherit it.
@@ -484,6 +514,6 @@ fn restart_subtree(args: &Args, addr: &coord_client::CoordAddr, restored: &Resto
         }
     }
     let Some(img) = slots[node.index].take() else { die(PROG, "internal error: an image restarted twice") };
-    recreate_zombies(args, &img.info);
+    recreate_zombies(args, restored, node.index, &img.info);
     restart_one(args, addr, restored, node.index, img)
 }

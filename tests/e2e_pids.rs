@@ -1,0 +1,102 @@
+//! Pid virtualization: a parent, its thread and its child keep the pids and tids they saw when
+//! their old pids are taken by other processes at restart time (the restart gives them new
+//! ones), through a second checkpoint and restart too; a program executed without the
+//! checkpoint library after the restart still runs and is waited for.
+
+mod common;
+
+use common::*;
+
+/// Processes that hold pids (tests/fixtures/squat.c) until dropped.
+struct Squatters(Vec<i32>);
+
+impl Squatters {
+    fn take(pids: &[i32]) -> Squatters {
+        let args: Vec<String> = pids.iter().map(|p| p.to_string()).collect();
+        let o = output("squat", std::process::Command::new(fixture("squat")).args(&args));
+        assert!(o.status.success(), "cannot hold the old pids {pids:?} (needs root):\n{}", describe(&o));
+        let held: Vec<i32> = String::from_utf8_lossy(&o.stdout).lines().filter_map(|l| l.trim().parse().ok()).collect();
+        assert_eq!(held, pids, "{}", describe(&o));
+        Squatters(held)
+    }
+}
+
+impl Drop for Squatters {
+    fn drop(&mut self) {
+        for &pid in &self.0 {
+            // SAFETY: SIGKILL to the sleepers this test made.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+        }
+        let deadline = std::time::Instant::now() + TIMEOUT;
+        while self.0.iter().any(|&p| alive(p)) && std::time::Instant::now() < deadline {
+            reap_orphans();
+            std::thread::sleep(POLL);
+        }
+    }
+}
+
+/// The only child of `pid`.
+fn child_of(pid: i32) -> i32 {
+    let deadline = std::time::Instant::now() + TIMEOUT;
+    loop {
+        let children = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).unwrap_or_default();
+        if let Some(c) = children.split_whitespace().next().and_then(|c| c.parse().ok()) {
+            return c;
+        }
+        assert!(std::time::Instant::now() < deadline, "{pid} has no child");
+        std::thread::sleep(POLL);
+    }
+}
+
+/// The pids of the processes running `prog` whose environment holds `marker`.
+fn running(marker: &str) -> Vec<i32> {
+    let mut v = processes_with_env(marker);
+    v.sort();
+    v
+}
+
+#[test]
+fn pids_survive_restarts_onto_new_pids() {
+    let t = TempDir::new("vpids");
+    let prog = fixture("vpids");
+    let nocheckpoint = bin_dir().join("dmtcp_nocheckpoint");
+    let helper = [nocheckpoint.to_str().unwrap(), "/bin/sh", "-c", "exit 9"];
+    let args: Vec<&str> = ["150"].into_iter().chain(helper).collect();
+    let (exp, code) = run_plain(&prog, &args, &t.subdir("plain"));
+    assert_eq!(code, 0, "uninterrupted run:\n{exp}");
+    assert!(exp.ends_with("150 ok\nchild waited=1\nhelper waited=1 status=9\n"), "uninterrupted run:\n{exp}");
+
+    let (key, value) = unique_marker();
+    let marker = format!("{key}={value}");
+    let coord = Coord::start();
+    let o = LaunchOpts { port: Some(coord.port), env: vec![(key.as_str(), value.clone())], ..Default::default() };
+    let mut run = launch(&t.path, &o, &prog, &args);
+    run.wait_lines(5);
+    let (parent, child) = (run.proc.pid(), child_of(run.proc.pid()));
+    coord.kcheckpoint();
+    let _ = run.proc.wait();
+    reap_orphans();
+    let before = run.out();
+    assert!(!before.contains("FAIL"), "before the checkpoint:\n{before}");
+
+    // The old pids are someone else's now: the restart must give new ones.
+    let _held = Squatters::take(&[parent, child]);
+    let mut first = restart_with(&t.path, std::process::Command::new(restart_script(&t.path)), "restart1");
+    first.wait_lines(10);
+    let now = running(&marker);
+    assert_eq!(now.len(), 2, "parent and child restarted: {now:?}");
+    assert!(!now.contains(&parent) && !now.contains(&child), "the restart had new pids {now:?}, not the old {parent} and {child}");
+    let after_first = first.out();
+
+    // Checkpoint the restarted computation: its images keep the pids the program knows.
+    coord.kcheckpoint();
+    let _ = first.proc.wait();
+    reap_orphans();
+    let after_first = first.out().get(after_first.len()..).map(|rest| format!("{after_first}{rest}")).unwrap_or(after_first);
+    let mut second = restart_with(&t.path, std::process::Command::new(restart_script(&t.path)), "restart2");
+    let code = second.wait_code();
+    let all = format!("{before}{after_first}{}", second.out());
+    assert!(!all.contains("FAIL"), "a pid check failed after a restart:\n{all}\n--- stderr ---\n{}{}", first.err(), second.err());
+    assert_eq!(code, 0, "the restarted program's exit code\n--- stderr ---\n{}", second.err());
+    assert_concat(&format!("{before}{after_first}"), &second.out(), &exp);
+}
