@@ -4,6 +4,10 @@
 //! (`shm=<area>:<fd>`), which maps it instead of reading the pages itself. Filled here, before
 //! anything runs: a loader writing the checkpointed pages into an object that an already
 //! resumed process uses would undo that process's writes.
+//!
+//! A memfd that the program also holds as an fd is made here even when one process alone maps
+//! it: its fd is reopened on the same object (see [`SharedObjects::object_for`]), so that writes
+//! through the fd and through the mapping meet again.
 
 use dmtcp_engine::image::reader::ImageInfo;
 use dmtcp_layout::AreaKind;
@@ -12,10 +16,11 @@ use std::fs::File;
 use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::fs::FileExt;
 
-/// The memfds, by (image index, area index).
+/// The memfds, by (image index, area index) and by (host, object id: low 32 bits of its inode).
 #[derive(Default)]
 pub struct SharedObjects {
     by_area: HashMap<(usize, usize), RawFd>,
+    by_object: HashMap<(String, u32), RawFd>,
     all: Vec<RawFd>,
 }
 
@@ -40,8 +45,13 @@ impl SharedObjects {
                 }
             }
         }
+        // Objects the programs hold as memfd fds, by (host, object id).
+        let held: std::collections::HashSet<(&str, u32)> = images
+            .iter()
+            .flat_map(|(info, _, host)| info.meta.fds.iter().filter(|e| e.path.starts_with("/memfd:")).map(move |e| (*host, e.inode as u32)))
+            .collect();
         let mut out = SharedObjects::default();
-        for members in groups.into_values().filter(|m| m.len() > 1) {
+        for (key, members) in groups.into_iter().filter(|(key, m)| m.len() > 1 || held.contains(key)) {
             match make_object(images, &members) {
                 Ok(f) => {
                     // SAFETY: F_DUPFD_CLOEXEC of the memfd we own, which is then closed.
@@ -51,6 +61,7 @@ impl SharedObjects {
                     }
                     out.all.push(fd);
                     out.by_area.extend(members.into_iter().map(|m| (m, fd)));
+                    out.by_object.insert((key.0.to_string(), key.1), fd);
                 }
                 Err(e) => {
                     if !quiet {
@@ -78,6 +89,11 @@ impl SharedObjects {
             }
         }
         (args, fds)
+    }
+
+    /// The object remade for the memfd with this inode on `host`, if the images map it.
+    pub fn object_for(&self, host: &str, inode: u64) -> Option<RawFd> {
+        self.by_object.get(&(host.to_string(), inode as u32)).copied()
     }
 
     /// In a process that restores no image.

@@ -8,6 +8,7 @@
 //! rest before it becomes the loader.
 
 use crate::restore_fds::{dev_null, dup_at_least, open_file, put_back_saved_file};
+use crate::shared_memory::SharedObjects;
 use crate::sockets;
 use dmtcp_engine::meta::{AnonFd, FdEntry, FdKind, ProcessMeta, SocketInfo};
 use std::collections::HashMap;
@@ -37,6 +38,8 @@ type GlobalFd<'a> = (&'a str, u32, i32);
 
 struct Builder<'a> {
     images: &'a [ImageFds<'a>],
+    /// The shared memory objects made for the restart (memfds the programs also hold as fds).
+    objects: &'a SharedObjects,
     quiet: bool,
     /// Staged fds go at or above this number.
     top: RawFd,
@@ -58,11 +61,12 @@ struct Builder<'a> {
 impl Staged {
     /// Make every description the images need. Never fails: what cannot be recreated is opened
     /// on /dev/null (with a warning unless `quiet`), so that its number stays taken.
-    pub fn build(images: &[ImageFds<'_>], quiet: bool) -> Staged {
+    pub fn build(images: &[ImageFds<'_>], objects: &SharedObjects, quiet: bool) -> Staged {
         let top = first_free_fd(images.iter().map(|i| i.meta));
         let limit = raise_fd_limit();
         let mut b = Builder {
             images,
+            objects,
             quiet,
             top,
             staged: Staged::default(),
@@ -382,6 +386,10 @@ impl<'a> Builder<'a> {
         }
         let fd = match e.kind {
             FdKind::CharDevice if e.pty.as_ref().is_some_and(|p| pty_master_known(self.images, &img.meta.hostname, p.index)) => self.pty_end(i, e),
+            FdKind::File if e.path.starts_with("/memfd:") => match self.memfd_end(i, e) {
+                Some(fd) => self.stage(fd),
+                None => return self.null_for(e, "is a memfd that no restored area maps (its contents are not in the image)"),
+            },
             FdKind::File if e.mqueue.is_some() => match self.mqueue_end(i, e) {
                 Some(fd) => self.stage(fd),
                 None => return self.null_for(e, "is a message queue that cannot be made again"),
@@ -410,6 +418,24 @@ impl<'a> Builder<'a> {
         };
         set_nonblock(fd, e.flags & libc::O_NONBLOCK != 0);
         fd
+    }
+
+    /// A memfd's fd: a description of its own (own offset, own flags) on the object remade
+    /// for the areas that map it.
+    fn memfd_end(&self, i: usize, e: &FdEntry) -> Option<RawFd> {
+        let object = self.objects.object_for(&self.images[i].meta.hostname, e.inode)?;
+        let acc = e.flags & libc::O_ACCMODE;
+        let path = std::ffi::CString::new(format!("/proc/self/fd/{object}")).ok()?;
+        // SAFETY: opening our own memfd again through /proc (a new description of the same
+        // object), then lseek on that new fd.
+        unsafe {
+            let fd = libc::open(path.as_ptr(), acc | (e.flags & libc::O_APPEND) | libc::O_CLOEXEC);
+            if fd < 0 {
+                return None;
+            }
+            libc::lseek(fd, e.offset as libc::off_t, libc::SEEK_SET);
+            Some(fd)
+        }
     }
 
     /// A new pseudo-terminal for each old one whose master is restarted here, with the old

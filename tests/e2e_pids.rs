@@ -14,6 +14,9 @@ impl Squatters {
     fn take(pids: &[i32]) -> Squatters {
         let args: Vec<String> = pids.iter().map(|p| p.to_string()).collect();
         let o = output("squat", std::process::Command::new(fixture("squat")).args(&args));
+        if o.status.code() == Some(2) {
+            return Squatters(Vec::new()); // no clone3 (qemu-user): no restart gets an old pid back
+        }
         assert!(o.status.success(), "cannot hold the old pids {pids:?} (needs root):\n{}", describe(&o));
         let held: Vec<i32> = String::from_utf8_lossy(&o.stdout).lines().filter_map(|l| l.trim().parse().ok()).collect();
         assert_eq!(held, pids, "{}", describe(&o));
@@ -48,13 +51,6 @@ fn child_of(pid: i32) -> i32 {
     }
 }
 
-/// The pids of the processes running `prog` whose environment holds `marker`.
-fn running(marker: &str) -> Vec<i32> {
-    let mut v = processes_with_env(marker);
-    v.sort();
-    v
-}
-
 #[test]
 fn pids_survive_restarts_onto_new_pids() {
     let t = TempDir::new("vpids");
@@ -66,11 +62,8 @@ fn pids_survive_restarts_onto_new_pids() {
     assert_eq!(code, 0, "uninterrupted run:\n{exp}");
     assert!(exp.ends_with("150 ok\nchild waited=1\nhelper waited=1 status=9\n"), "uninterrupted run:\n{exp}");
 
-    let (key, value) = unique_marker();
-    let marker = format!("{key}={value}");
     let coord = Coord::start();
-    let o = LaunchOpts { port: Some(coord.port), env: vec![(key.as_str(), value.clone())], ..Default::default() };
-    let mut run = launch(&t.path, &o, &prog, &args);
+    let mut run = launch(&t.path, &LaunchOpts { port: Some(coord.port), ..Default::default() }, &prog, &args);
     run.wait_lines(5);
     let (parent, child) = (run.proc.pid(), child_of(run.proc.pid()));
     coord.kcheckpoint();
@@ -83,8 +76,8 @@ fn pids_survive_restarts_onto_new_pids() {
     let _held = Squatters::take(&[parent, child]);
     let mut first = restart_with(&t.path, std::process::Command::new(restart_script(&t.path)), "restart1");
     first.wait_lines(10);
-    let now = running(&marker);
-    assert_eq!(now.len(), 2, "parent and child restarted: {now:?}");
+    // Without its old pid the root is dmtcp_restart itself (the script executes it).
+    let now = [first.proc.pid(), child_of(first.proc.pid())];
     assert!(!now.contains(&parent) && !now.contains(&child), "the restart had new pids {now:?}, not the old {parent} and {child}");
     let after_first = first.out();
 

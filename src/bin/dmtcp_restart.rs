@@ -375,12 +375,12 @@ fn main() {
     // shared one (a pipe, a socketpair, an inherited file) share it again.
     let fds: Vec<ImageFds<'_>> =
         images.iter().map(|i| ImageFds { meta: &i.info.meta, saved_files: dmtcp_engine::meta::saved_files_dir(&i.path) }).collect();
-    let staged = Staged::build(&fds, args.quiet > 0);
-    drop(fds);
     let top = dmtcp_rs::staging::first_free_fd(images.iter().map(|i| &i.info.meta));
     let shm_images: Vec<_> = images.iter().map(|i| (&i.info, &i.raw, i.info.meta.hostname.as_str())).collect();
     let shm = SharedObjects::build(&shm_images, top, args.quiet > 0);
     drop(shm_images);
+    let staged = Staged::build(&fds, &shm, args.quiet > 0);
+    drop(fds);
     let metas: Vec<&dmtcp_engine::meta::ProcessMeta> = images.iter().map(|i| &i.info.meta).collect();
     dmtcp_rs::sysv::restore(&metas, args.quiet > 0);
     let pids = PidMapFile::create(&metas).unwrap_or_else(|e| die(PROG, format!("cannot create the pid map of the restart: {e}")));

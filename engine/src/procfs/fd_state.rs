@@ -1,5 +1,5 @@
 //! What an fd table entry needs beyond /proc/self/fd and fdinfo, read while every process of the
-//! computation is suspended: the inode of pipes and sockets, the bytes queued in them (peeked,
+//! computation is suspended: the inode of pipes, sockets and files, the bytes queued in them (peeked,
 //! never consumed, so the running computation loses nothing), UNIX socket peers, and which fds
 //! share one open file description with an earlier fd or with the parent's (kcmp).
 //!
@@ -43,7 +43,11 @@ pub fn complete(entries: &mut [FdEntry]) {
                 e.socket = Some(info);
             }
             FdKind::Other => e.anon = super::anon_fds::read(e.fd, &e.path),
-            FdKind::File => e.mqueue = mqueue_info(e.fd, &e.path, if first_holder { e.flags } else { libc::O_WRONLY }),
+            FdKind::File => {
+                // A memfd's inode ties its fd to the areas that map it (their shm_id).
+                e.inode = inode_of(e.fd);
+                e.mqueue = mqueue_info(e.fd, &e.path, if first_holder { e.flags } else { libc::O_WRONLY });
+            }
             FdKind::CharDevice => {
                 e.pty = pty_info(e.fd, &e.path);
                 if let Some(p) = e.pty.as_ref().filter(|p| p.master && first_holder) {
