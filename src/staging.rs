@@ -409,6 +409,9 @@ impl<'a> Builder<'a> {
             FdKind::Pipe => self.fifo_end(i, e),
             FdKind::Socket => match self.socket_end(i, e) {
                 Some(fd) => fd,
+                None if e.socket.as_ref().is_some_and(|s| s.family == libc::AF_UNIX && s.peer_inode.is_none() && s.remote.is_some()) => {
+                    return self.null_for(e, "is a connected UNIX socket whose peer the checkpoint could not identify (the kernel offers no NETLINK_SOCK_DIAG: load the unix_diag module)")
+                }
                 None => return self.null_for(e, "is a socket that cannot be recreated (its peer is not part of the restart)"),
             },
             FdKind::Other => match e.anon.as_ref().and_then(|a| new_anon(a, e.flags)) {
@@ -579,6 +582,9 @@ impl<'a> Builder<'a> {
             return None;
         }
         let fd = match info.family {
+            // Connected, but the checkpoint could not tell to what (no NETLINK_SOCK_DIAG): an
+            // unconnected socket would fail the program's next write in a stranger way.
+            libc::AF_UNIX if !info.listening && info.peer_inode.is_none() && info.remote.is_some() => return None,
             libc::AF_UNIX if info.listening || info.peer_inode.is_none() => sockets::unix_unconnected(info, &self.images[i].meta.cwd)?,
             libc::AF_UNIX => return self.unix_pair(host, e, info),
             libc::AF_INET | libc::AF_INET6 if info.listening => sockets::tcp_listener(info.local.as_deref()?)?,
@@ -639,5 +645,53 @@ impl<'a> Builder<'a> {
         self.sockets.insert((host, e.inode), mine);
         self.sockets.insert((host, peer), theirs);
         mine
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use dmtcp_engine::meta::SocketInfo;
+
+    fn unix_socket(fd: i32, inode: u64, peer_inode: Option<u64>, remote: Option<&str>) -> FdEntry {
+        let mut e = FdEntry::basic(fd, FdKind::Socket, format!("socket:[{inode}]"), libc::O_RDWR, 0, false);
+        e.inode = inode;
+        e.socket = Some(SocketInfo {
+            family: libc::AF_UNIX,
+            sock_type: libc::SOCK_STREAM,
+            listening: false,
+            peer_inode,
+            name: None,
+            path_mode: None,
+            local: None,
+            remote: remote.map(str::to_string),
+        });
+        e
+    }
+
+    fn target(fd: RawFd) -> String {
+        std::fs::read_link(format!("/proc/self/fd/{fd}")).map(|p| p.display().to_string()).unwrap_or_default()
+    }
+
+    #[test]
+    fn a_connected_unix_socket_with_an_unknown_peer_is_not_made_unconnected() {
+        let meta = ProcessMeta {
+            hostname: "h".into(),
+            pid: 10,
+            fds: vec![
+                unix_socket(3, 100, Some(101), Some("")),
+                unix_socket(4, 101, Some(100), Some("")),
+                unix_socket(5, 102, None, Some("")), // connected, peer unknown (no sock_diag)
+                unix_socket(6, 103, None, None),     // never connected
+            ],
+            ..Default::default()
+        };
+        let images = [ImageFds { meta: &meta, saved_files: PathBuf::new() }];
+        let staged = Staged::build(&images, &SharedObjects::default(), true);
+        let at = |fd: i32| target(staged.by_entry[&(0, fd)]);
+        assert!(at(3).starts_with("socket:") && at(4).starts_with("socket:"), "the pair: {} {}", at(3), at(4));
+        assert_eq!(at(5), "/dev/null");
+        assert!(at(6).starts_with("socket:"), "unconnected: {}", at(6));
+        staged.close_all();
     }
 }

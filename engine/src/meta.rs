@@ -142,6 +142,8 @@ pub struct SocketInfo {
     pub path_mode: Option<u32>,
     /// IPv4/IPv6: the local and the connected remote address ("127.0.0.1:80", "[::1]:80").
     pub local: Option<String>,
+    /// IPv4/IPv6: as `local`. UNIX: set when the socket is connected: the peer's bound name
+    /// ("" if it has none, as a socketpair's end); images before this was recorded have None.
     pub remote: Option<String>,
 }
 

@@ -83,10 +83,15 @@ fn socket_info(fd: i32, inode: u64) -> SocketInfo {
         remote: None,
     };
     match family {
-        libc::AF_UNIX => match unix_diag::query(inode) {
-            Ok(Some(d)) => (info.peer_inode, info.name) = (d.peer_inode, d.name),
-            _ => info.name = sock_addr(fd, libc::getsockname).and_then(|a| a.unix_name),
-        },
+        libc::AF_UNIX => {
+            match unix_diag::query(inode) {
+                Ok(Some(d)) => (info.peer_inode, info.name) = (d.peer_inode, d.name),
+                _ => info.name = sock_addr(fd, libc::getsockname).and_then(|a| a.unix_name),
+            }
+            // Connected or not, even where sock_diag cannot name the peer: the peer's bound
+            // path ("" when it has none, as a socketpair's end).
+            info.remote = sock_addr(fd, libc::getpeername).map(|a| a.unix_name.map(|n| String::from_utf8_lossy(&n).into_owned()).unwrap_or_default());
+        }
         libc::AF_INET | libc::AF_INET6 => {
             info.local = sock_addr(fd, libc::getsockname).and_then(|a| a.ip);
             info.remote = sock_addr(fd, libc::getpeername).and_then(|a| a.ip);
