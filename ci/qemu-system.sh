@@ -118,7 +118,7 @@ CONF
 apt_updated=
 fetch_guest_debs() {
   local cpu=$1 dir=$cache/$1 tmp pkg
-  [ -s "$dir/vmlinuz" ] && [ -s "$dir/busybox" ] && return
+  [ -s "$dir/vmlinuz" ] && [ -s "$dir/busybox" ] && [ -d "$dir/modules" ] && return
   say "$cpu: download a Debian kernel and busybox-static ($debarch)"
   apt_private
   if [ -z "$apt_updated" ]; then
@@ -131,10 +131,16 @@ fetch_guest_debs() {
   [ -n "$pkg" ] || die "no kernel package behind linux-image-$flavour:$debarch"
   tmp=$(mktemp -d "$cache/dl.XXXXXX")
   (cd "$tmp" && apt-get download -q "$pkg:$debarch" "busybox-static:$debarch" </dev/null)
-  # Only /boot of the kernel package: the modules are not needed (virtio, serial and initramfs
-  # support are built in).
-  mkdir -p "$tmp/x" "$dir"
+  # Of the kernel package /boot (virtio, serial and initramfs support are built in) and the
+  # socket-diagnostics modules: without unix_diag the checkpoint cannot tell which socketpair
+  # ends belong together (NETLINK_SOCK_DIAG). A module that is built in is simply not there.
+  mkdir -p "$tmp/x" "$dir/modules"
   dpkg-deb --fsys-tarfile "$tmp/${pkg}"_*.deb | tar -x -C "$tmp/x" ./boot
+  dpkg-deb --fsys-tarfile "$tmp/${pkg}"_*.deb |
+    tar -x -C "$tmp/x" --wildcards './lib/modules/*/kernel/net/core/sock_diag.ko*' './lib/modules/*/kernel/net/unix/unix_diag.ko*' 2>/dev/null || true
+  find "$tmp/x/lib" -name '*_diag.ko*' -exec cp {} "$dir/modules/" \; 2>/dev/null || true
+  for f in "$dir"/modules/*.ko.xz; do [ -e "$f" ] && xz -d -f "$f"; done
+  for f in "$dir"/modules/*.ko.zst; do [ -e "$f" ] && zstd -q -d --rm "$f"; done
   dpkg-deb -x "$tmp"/busybox-static_*.deb "$tmp/x"
   cp "$tmp"/x/boot/vmlinuz-* "$dir/vmlinuz"
   cp "$tmp/x/bin/busybox" "$dir/busybox"
@@ -184,6 +190,8 @@ build_initramfs() {
   ln -s bin "$root/sbin"
   ln -s . "$root/lib/$multiarch"
   cp "$cache/$cpu/busybox" "$root/bin/busybox"
+  mkdir -p "$root/lib/diag"
+  cp "$cache/$cpu"/modules/*.ko "$root/lib/diag/" 2>/dev/null || true
   ln -s busybox "$root/bin/sh"
   install -m 755 tests/qemu-system/init "$root/init"
   install -m 755 tests/qemu-system/guest.sh "$root/tests/guest.sh"

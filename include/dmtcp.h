@@ -12,8 +12,7 @@
  *
  * Not provided (DMTCP has them): the coordinator key/value name service
  * (dmtcp_send_key_val_pair_to_coordinator, dmtcp_send_query_to_coordinator), barriers
- * (dmtcp_global_barrier, dmtcp_local_barrier), pid virtualization (dmtcp_real_to_virtual_pid),
- * the unique-pid structs, protected-fd helpers, DmtcpMutex/DmtcpRWLock and the batch-queue hooks.
+ * (dmtcp_global_barrier, dmtcp_local_barrier), the unique-pid structs, protected-fd helpers, DmtcpMutex/DmtcpRWLock and the batch-queue hooks.
  */
 #ifndef DMTCP_H
 #define DMTCP_H
@@ -94,6 +93,15 @@ const char *dmtcp_get_ckpt_filename(void) __attribute__((weak));
 #define dmtcp_get_ckpt_filename() (dmtcp_get_ckpt_filename ? dmtcp_get_ckpt_filename() : NULL)
 const char *dmtcp_get_uniquepid_str(void) __attribute__((weak));
 #define dmtcp_get_uniquepid_str() (dmtcp_get_uniquepid_str ? dmtcp_get_uniquepid_str() : NULL)
+
+/* Pid virtualization: after a restart that could not give a process its old pid, the program
+ * keeps seeing the old one (its virtual pid); these convert (pids and tids; unknown ones are
+ * returned as they are). Without DMTCP both are the identity. */
+#include <sys/types.h>
+pid_t dmtcp_virtual_to_real_pid(pid_t pid) __attribute__((weak));
+#define dmtcp_virtual_to_real_pid(p) (dmtcp_virtual_to_real_pid ? dmtcp_virtual_to_real_pid(p) : (p))
+pid_t dmtcp_real_to_virtual_pid(pid_t pid) __attribute__((weak));
+#define dmtcp_real_to_virtual_pid(p) (dmtcp_real_to_virtual_pid ? dmtcp_real_to_virtual_pid(p) : (p))
 
 const char *dmtcp_get_tmpdir(void) __attribute__((weak));
 const char *dmtcp_get_executable_path(void) __attribute__((weak));

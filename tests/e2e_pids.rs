@@ -54,7 +54,7 @@ fn child_of(pid: i32) -> i32 {
 #[test]
 fn pids_survive_restarts_onto_new_pids() {
     let t = TempDir::new("vpids");
-    let prog = fixture("vpids");
+    let prog = fixture_against_header("vpids", "vpids", &[]);
     let nocheckpoint = bin_dir().join("dmtcp_nocheckpoint");
     let helper = [nocheckpoint.to_str().unwrap(), "/bin/sh", "-c", "exit 9"];
     let args: Vec<&str> = ["150"].into_iter().chain(helper).collect();

@@ -37,6 +37,27 @@ fn once(cell: &'static OnceLock<usize>, f: impl FnOnce() -> String) -> *const c_
 }
 
 /// 1 when running under dmtcp_launch/dmtcp_restart (this library is loaded and active).
+/// The kernel's pid (or tid) for one the program knows (they differ after a restart that could
+/// not give a process its old pid back).
+#[unsafe(no_mangle)]
+pub extern "C" fn dmtcp_virtual_to_real_pid(pid: libc::pid_t) -> libc::pid_t {
+    if pid > 0 {
+        crate::pids::to_real(pid as u32) as libc::pid_t
+    } else {
+        pid
+    }
+}
+
+/// The program's pid (or tid) for one of the kernel's.
+#[unsafe(no_mangle)]
+pub extern "C" fn dmtcp_real_to_virtual_pid(pid: libc::pid_t) -> libc::pid_t {
+    if pid > 0 {
+        crate::pids::to_virtual(pid as u32) as libc::pid_t
+    } else {
+        pid
+    }
+}
+
 #[unsafe(no_mangle)]
 pub extern "C" fn dmtcp_is_enabled() -> c_int {
     c_int::from(enabled())
