@@ -5,21 +5,36 @@
 //! anything runs: a loader writing the checkpointed pages into an object that an already
 //! resumed process uses would undo that process's writes.
 //!
+//! A SysV segment the program had not removed is made again (or found again) as a segment,
+//! under its old id where the kernel allows, and attached by the loader (`sysv=<area>:<id>`),
+//! so that the program's shmid keeps working (shmat, shmctl, shmdt).
+//!
 //! A memfd that the program also holds as an fd is made here even when one process alone maps
 //! it: its fd is reopened on the same object (see [`SharedObjects::object_for`]), so that writes
 //! through the fd and through the mapping meet again.
 
 use dmtcp_engine::image::reader::ImageInfo;
+use dmtcp_engine::meta::{SysvKind, SysvObject};
 use dmtcp_layout::AreaKind;
 use std::collections::HashMap;
 use std::fs::File;
 use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::fs::FileExt;
 
-/// The memfds, by (image index, area index) and by (host, object id: low 32 bits of its inode).
+/// How the loader gets an area's object.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Object {
+    /// A memfd of ours (mapped with mmap).
+    Memfd(RawFd),
+    /// A SysV segment by id (attached with shmat, so that the program's shmid works).
+    Sysv(i32),
+}
+
+/// The objects, by (image index, area index); the memfds also by (host, object id: low 32 bits
+/// of its inode).
 #[derive(Default)]
 pub struct SharedObjects {
-    by_area: HashMap<(usize, usize), RawFd>,
+    by_area: HashMap<(usize, usize), Object>,
     by_object: HashMap<(String, u32), RawFd>,
     all: Vec<RawFd>,
 }
@@ -51,7 +66,18 @@ impl SharedObjects {
             .flat_map(|(info, _, host)| info.meta.fds.iter().filter(|e| e.path.starts_with("/memfd:")).map(move |e| (*host, e.inode as u32)))
             .collect();
         let mut out = SharedObjects::default();
-        for (key, members) in groups.into_iter().filter(|(key, m)| m.len() > 1 || held.contains(key)) {
+        for (key, members) in groups {
+            if let Some(segment) = live_segment(images, key) {
+                match make_segment(images, &members, segment) {
+                    Ok(id) => out.by_area.extend(members.into_iter().map(|m| (m, Object::Sysv(id)))),
+                    Err(e) if !quiet => eprintln!("dmtcp_restart: SysV shared memory segment {}: {e}", segment.id),
+                    Err(_) => {}
+                }
+                continue;
+            }
+            if members.len() < 2 && !held.contains(&key) {
+                continue;
+            }
             match make_object(images, &members) {
                 Ok(f) => {
                     // SAFETY: F_DUPFD_CLOEXEC of the memfd we own, which is then closed.
@@ -60,7 +86,7 @@ impl SharedObjects {
                         continue;
                     }
                     out.all.push(fd);
-                    out.by_area.extend(members.into_iter().map(|m| (m, fd)));
+                    out.by_area.extend(members.into_iter().map(|m| (m, Object::Memfd(fd))));
                     out.by_object.insert((key.0.to_string(), key.1), fd);
                 }
                 Err(e) => {
@@ -78,9 +104,16 @@ impl SharedObjects {
     pub fn loader_args(&self, image: usize, top: RawFd) -> (Vec<String>, Vec<RawFd>) {
         let mut args = Vec::new();
         let mut fds = Vec::new();
-        let mut mine: Vec<(usize, RawFd)> = self.by_area.iter().filter(|((i, _), _)| *i == image).map(|(&(_, j), &fd)| (j, fd)).collect();
-        mine.sort_unstable();
-        for (area, fd) in mine.into_iter().take(64) {
+        let mut mine: Vec<(usize, Object)> = self.by_area.iter().filter(|((i, _), _)| *i == image).map(|(&(_, j), &o)| (j, o)).collect();
+        mine.sort_unstable_by_key(|&(j, _)| j);
+        for (area, object) in mine.into_iter().take(64) {
+            let fd = match object {
+                Object::Sysv(id) => {
+                    args.push(format!("sysv={area}:{id}"));
+                    continue;
+                }
+                Object::Memfd(fd) => fd,
+            };
             // SAFETY: F_DUPFD (no close-on-exec) of our own fd.
             let dup = unsafe { libc::fcntl(fd, libc::F_DUPFD, top) };
             if dup >= 0 {
@@ -105,14 +138,47 @@ impl SharedObjects {
     }
 }
 
-/// A memfd as large as the object's largest use, with every page any member stored.
-fn make_object(images: &[(&ImageInfo, &File, &str)], members: &[(usize, usize)]) -> Result<File, SharedMemoryError> {
-    let fd = nix::sys::memfd::memfd_create(c"dmtcp-shm", nix::sys::memfd::MFdFlags::MFD_CLOEXEC)
-        .map_err(|e| SharedMemoryError::Create(std::io::Error::from_raw_os_error(e as i32)))?;
-    let object = File::from(fd);
+/// The SysV segment record behind object `key` (host, id), if it is one the program had not
+/// removed (IPC_RMID): it comes back as a segment. A removed one, which no shmid names any more,
+/// is anonymous shared memory from then on (a memfd).
+fn live_segment<'i>(images: &[(&'i ImageInfo, &File, &str)], (host, id): (&str, u32)) -> Option<&'i SysvObject> {
+    const SHM_DEST: u32 = 0o1000;
+    images
+        .iter()
+        .filter(|(_, _, h)| *h == host)
+        .flat_map(|(info, _, _)| info.meta.sysv.iter())
+        .find(|o| o.kind == SysvKind::SharedMemory && o.id as u32 == id && o.mode & SHM_DEST == 0)
+}
+
+/// The segment again (crate::sysv::ensure_segment), filled with every page any member stored.
+fn make_segment(images: &[(&ImageInfo, &File, &str)], members: &[(usize, usize)], o: &SysvObject) -> Result<i32, String> {
     let size = members.iter().map(|&(i, j)| images[i].0.areas[j].file_offset + images[i].0.areas[j].len()).max().unwrap_or(0);
-    object.set_len(size).map_err(SharedMemoryError::Create)?;
-    // All members stored the same memory at the same moment, each the pages it had touched.
+    let (id, warning) = crate::sysv::ensure_segment(o, size)?;
+    if let Some(w) = warning {
+        eprintln!("dmtcp_restart: SysV shared memory segment {}: {w}", o.id);
+    }
+    // SAFETY: attaching the segment anywhere in this process, to fill it; detached below.
+    let at = unsafe { libc::shmat(id, core::ptr::null(), 0) };
+    if at as isize == -1 {
+        return Err(format!("cannot attach it to fill it: {}", std::io::Error::last_os_error()));
+    }
+    let filled = fill(images, members, &mut |offset, bytes| {
+        if offset + bytes.len() as u64 > size {
+            return Err(std::io::Error::other("a page lies beyond the segment"));
+        }
+        // SAFETY: the segment is mapped at `at` for at least `size` bytes (checked above).
+        unsafe { core::ptr::copy_nonoverlapping(bytes.as_ptr(), (at as *mut u8).add(offset as usize), bytes.len()) };
+        Ok(())
+    });
+    // SAFETY: detaching what we attached above.
+    unsafe { libc::shmdt(at) };
+    filled.map_err(|e| format!("cannot fill it: {e}"))?;
+    Ok(id)
+}
+
+/// Every page any member stored, read from its image and handed to `put` at its offset in the
+/// object. All members stored the same memory at the same moment, each the pages it had touched.
+fn fill(images: &[(&ImageInfo, &File, &str)], members: &[(usize, usize)], put: &mut dyn FnMut(u64, &[u8]) -> std::io::Result<()>) -> std::io::Result<()> {
     for &(i, j) in members {
         let (info, raw, _) = images[i];
         let a = &info.areas[j];
@@ -121,10 +187,21 @@ fn make_object(images: &[(&ImageInfo, &File, &str)], members: &[(usize, usize)])
         let mut data = a.data_off;
         for run in runs {
             let mut buf = vec![0u8; (run.num_pages * page) as usize];
-            raw.read_exact_at(&mut buf, data).map_err(SharedMemoryError::Fill)?;
-            object.write_all_at(&buf, a.file_offset + run.first_page * page).map_err(SharedMemoryError::Fill)?;
+            raw.read_exact_at(&mut buf, data)?;
+            put(a.file_offset + run.first_page * page, &buf)?;
             data += buf.len() as u64;
         }
     }
+    Ok(())
+}
+
+/// A memfd as large as the object's largest use, with every page any member stored.
+fn make_object(images: &[(&ImageInfo, &File, &str)], members: &[(usize, usize)]) -> Result<File, SharedMemoryError> {
+    let fd = nix::sys::memfd::memfd_create(c"dmtcp-shm", nix::sys::memfd::MFdFlags::MFD_CLOEXEC)
+        .map_err(|e| SharedMemoryError::Create(std::io::Error::from_raw_os_error(e as i32)))?;
+    let object = File::from(fd);
+    let size = members.iter().map(|&(i, j)| images[i].0.areas[j].file_offset + images[i].0.areas[j].len()).max().unwrap_or(0);
+    object.set_len(size).map_err(SharedMemoryError::Create)?;
+    fill(images, members, &mut |offset, bytes| object.write_all_at(bytes, offset)).map_err(SharedMemoryError::Fill)?;
     Ok(object)
 }

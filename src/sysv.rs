@@ -12,7 +12,8 @@ const PROG: &str = "dmtcp_restart";
 pub fn restore(metas: &[&ProcessMeta], quiet: bool) {
     let mut done: Vec<(String, SysvKind, i32)> = Vec::new();
     for m in metas {
-        for o in &m.sysv {
+        // Segments come back with the areas that map them (shared_memory.rs).
+        for o in m.sysv.iter().filter(|o| o.kind != SysvKind::SharedMemory) {
             let key = (m.hostname.clone(), o.kind, o.id);
             if done.contains(&key) {
                 continue;
@@ -31,6 +32,7 @@ fn kind_name(k: SysvKind) -> &'static str {
     match k {
         SysvKind::Semaphores => "semaphore set",
         SysvKind::MessageQueue => "message queue",
+        SysvKind::SharedMemory => "shared memory segment",
     }
 }
 
@@ -53,6 +55,7 @@ fn restore_one(o: &SysvObject) -> Result<(), String> {
                 return Err(format!("cannot set its values: {}", std::io::Error::last_os_error()));
             }
         }
+        SysvKind::SharedMemory => {}
         SysvKind::MessageQueue => {
             drain(id);
             let word = core::mem::size_of::<libc::c_long>();
@@ -87,6 +90,7 @@ fn create(o: &SysvObject) -> Result<i32, String> {
         match o.kind {
             SysvKind::Semaphores => libc::semget(o.key, o.values.len().max(1) as i32, flags),
             SysvKind::MessageQueue => libc::msgget(o.key, flags),
+            SysvKind::SharedMemory => return Err("is restored with its memory".into()),
         }
     };
     if id < 0 {
@@ -96,4 +100,34 @@ fn create(o: &SysvObject) -> Result<i32, String> {
         return Err(format!("made again with id {id}: the program's old id no longer names it"));
     }
     Ok(id)
+}
+
+/// The segment `o` (a SysV shared memory segment of `size` bytes) at restart: the one that still
+/// exists under its id and key (segments outlive the killed processes), or a new one, with its
+/// old id where the kernel lets us choose it (shm_next_id). Returns its id, and a warning when
+/// the id is not the old one.
+pub fn ensure_segment(o: &SysvObject, size: u64) -> Result<(i32, Option<String>), String> {
+    let table = std::fs::read_to_string("/proc/sysvipc/shm").unwrap_or_default();
+    let exists = table.lines().skip(1).any(|l| {
+        let c: Vec<&str> = l.split_whitespace().collect();
+        c.first().and_then(|v| v.parse::<i32>().ok()) == Some(o.key) && c.get(1).and_then(|v| v.parse::<i32>().ok()) == Some(o.id)
+    });
+    if exists {
+        return Ok((o.id, None));
+    }
+    let _ = std::fs::write("/proc/sys/kernel/shm_next_id", o.id.to_string());
+    let size = usize::try_from(size).map_err(|_| "is too large".to_string())?;
+    let mode = (o.mode & 0o777) as i32;
+    // SAFETY: shmget takes plain values.
+    let mut id = unsafe { libc::shmget(o.key, size, libc::IPC_CREAT | libc::IPC_EXCL | mode) };
+    if id < 0 && o.key != libc::IPC_PRIVATE {
+        // Its key is taken by a segment made since: the memory is still shared, under a new id.
+        // SAFETY: as above.
+        id = unsafe { libc::shmget(libc::IPC_PRIVATE, size, libc::IPC_CREAT | mode) };
+    }
+    if id < 0 {
+        return Err(format!("cannot be made again: {}", std::io::Error::last_os_error()));
+    }
+    let warning = (id != o.id).then(|| format!("made again with id {id}: the program's old id {} no longer names it", o.id));
+    Ok((id, warning))
 }

@@ -210,15 +210,20 @@ pub struct ProcessMeta {
 pub enum SysvKind {
     Semaphores = 1,
     MessageQueue = 2,
+    /// A shared memory segment the process had attached (its contents are in the image's
+    /// areas, which name it by shm_id); added after 1.2's first release, at the end so that
+    /// earlier records decode the same.
+    SharedMemory = 3,
 }
 
-/// A SysV semaphore set or message queue at checkpoint time.
+/// A SysV semaphore set, message queue or shared memory segment at checkpoint time.
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
 pub struct SysvObject {
     pub kind: SysvKind,
     /// Its key (0 = IPC_PRIVATE) and id.
     pub key: i32,
     pub id: i32,
+    /// Permission bits; for a segment also SHM_DEST (0o1000: IPC_RMID was called on it).
     pub mode: u32,
     /// Semaphores: every semaphore's value.
     pub values: Vec<u16>,

@@ -1,8 +1,9 @@
-//! SysV semaphore sets and message queues the program uses. They live in the kernel, not in an
+//! SysV semaphore sets and message queues the program uses, and its shared memory segments. They live in the kernel, not in an
 //! fd table: semget() and msgget() are wrapped to learn their ids, and at checkpoint time (every
 //! process of the computation suspended) each set's values and each queue's messages are read
 //! without changing them (semctl GETALL, msgrcv with MSG_COPY) into the image's metadata, from
-//! which dmtcp_restart makes them again (src/sysv.rs of the commands).
+//! which dmtcp_restart makes them again (src/sysv.rs of the commands). Attached segments are
+//! found in /proc/self/maps; their contents are the image's areas (src/shared_memory.rs).
 //!
 //! The wrappers run on the application's threads (no allocation: a fixed table of atomics); the
 //! capture runs on the checkpoint thread (allocates; our own allocator).
@@ -87,7 +88,31 @@ pub unsafe extern "C" fn msgget(key: key_t, flags: c_int) -> c_int {
     id
 }
 
-/// The state of every set and queue this process used that still exists.
+/// The SysV shared memory segments attached in this process (their maps entries are named
+/// /SYSV<key> and carry the segment id as inode): key, id and mode from /proc/sysvipc/shm.
+fn attached_segments() -> Vec<SysvObject> {
+    let table = std::fs::read_to_string("/proc/sysvipc/shm").unwrap_or_default();
+    let maps = dmtcp_engine::procfs::maps::read_self_maps().unwrap_or_default();
+    let mut out: Vec<SysvObject> = Vec::new();
+    for m in maps.iter().filter(|m| m.path.starts_with("/SYSV")) {
+        let Ok(id) = i32::try_from(m.inode) else { continue };
+        if out.iter().any(|o| o.id == id) {
+            continue;
+        }
+        // key shmid perms size ...
+        let Some(cols) = table.lines().skip(1).map(|l| l.split_whitespace().collect::<Vec<_>>()).find(|c| c.get(1).and_then(|v| v.parse::<i32>().ok()) == Some(id))
+        else {
+            continue;
+        };
+        let key = cols.first().and_then(|v| v.parse::<i32>().ok()).unwrap_or(0);
+        let mode = cols.get(2).and_then(|v| u32::from_str_radix(v, 8).ok()).unwrap_or(0o600);
+        out.push(SysvObject { kind: SysvKind::SharedMemory, key, id, mode, values: Vec::new(), messages: Vec::new() });
+    }
+    out
+}
+
+/// The state of every set and queue this process used that still exists, and the shared memory
+/// segments it has attached.
 pub fn capture() -> Vec<SysvObject> {
     let sems = std::fs::read_to_string("/proc/sysvipc/sem").unwrap_or_default();
     let msgs = std::fs::read_to_string("/proc/sysvipc/msg").unwrap_or_default();
@@ -123,9 +148,11 @@ pub fn capture() -> Vec<SysvObject> {
                 }
             }
             SysvKind::MessageQueue => obj.messages = copy_messages(id, num(4)),
+            SysvKind::SharedMemory => {}
         }
         out.push(obj);
     }
+    out.extend(attached_segments());
     out
 }
 

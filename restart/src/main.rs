@@ -1,6 +1,6 @@
 //! mtcp_restart: the static, libc-free restart loader.
 //!
-//! `mtcp_restart <image-fd> <fail-rc> [redirect-vdso] [exe-fd=N] [settings-fd=N] [shm=AREA:FD...]`: the fd holds a verified raw image (dmtcp_restart checked
+//! `mtcp_restart <image-fd> <fail-rc> [redirect-vdso] [exe-fd=N] [settings-fd=N] [shm=AREA:FD...] [sysv=AREA:SHMID...]`: the fd holds a verified raw image (dmtcp_restart checked
 //! every checksum and set up the process's files). Stage 1 relocates the loader, copies it into a
 //! hole that no area of the image uses and switches to a stack there; stage 2 (restore.rs) clears
 //! the address space, maps the image back and resumes every thread in its saved context.
@@ -73,12 +73,23 @@ pub struct Ctx {
     /// Restart-time settings for libdmtcp (dmtcp_restart's memfd; -1: none).
     pub settings_fd: i32,
     /// Shared memory objects dmtcp_restart made and filled, one per area that shares one with
-    /// another process: (area index, fd); the first `num_shm` entries count.
-    pub shm: [(u32, i32); MAX_SHM],
+    /// another process (or is a SysV segment); the first `num_shm` entries count.
+    pub shm: [SharedArea; MAX_SHM],
     pub num_shm: usize,
 }
 
-/// At most this many `shm=` arguments (dmtcp_restart passes no more).
+/// An area whose object dmtcp_restart made and filled (`shm=` or `sysv=`).
+#[derive(Clone, Copy)]
+pub struct SharedArea {
+    pub area: u32,
+    /// A memfd to mmap, or the id of a SysV segment to shmat.
+    pub handle: i32,
+    pub sysv: bool,
+}
+
+const NO_SHARED_AREA: SharedArea = SharedArea { area: 0, handle: -1, sysv: false };
+
+/// At most this many `shm=` and `sysv=` arguments (dmtcp_restart passes no more).
 pub const MAX_SHM: usize = 64;
 
 // The context sits in the one page between the stack and the tables.
@@ -89,7 +100,7 @@ struct LoaderOpts {
     force_vdso_redirect: bool,
     exe_fd: i32,
     settings_fd: i32,
-    shm: [(u32, i32); MAX_SHM],
+    shm: [SharedArea; MAX_SHM],
     num_shm: usize,
 }
 
@@ -144,7 +155,7 @@ unsafe extern "C" fn loader_main(sp: *const usize) -> ! {
         Some(fd) if fd >= 0 => fd as i32,
         _ => die("bad image fd argument", 0),
     };
-    let mut opts = LoaderOpts { force_vdso_redirect: false, exe_fd: -1, settings_fd: -1, shm: [(0, -1); MAX_SHM], num_shm: 0 };
+    let mut opts = LoaderOpts { force_vdso_redirect: false, exe_fd: -1, settings_fd: -1, shm: [NO_SHARED_AREA; MAX_SHM], num_shm: 0 };
     for i in 3..argc {
         // SAFETY: argv[i] for i < argc is a NUL-terminated string.
         let arg = unsafe { cstr(*argv.add(i)) };
@@ -155,16 +166,16 @@ unsafe extern "C" fn loader_main(sp: *const usize) -> ! {
             opts.exe_fd = fd;
         } else if let Some(fd) = fd_of(b"settings-fd=") {
             opts.settings_fd = fd;
-        } else if let Some(pair) = arg.strip_prefix(b"shm=") {
-            // shm=<area index>:<fd>
+        } else if let Some((pair, sysv)) = arg.strip_prefix(b"shm=").map(|p| (p, false)).or_else(|| arg.strip_prefix(b"sysv=").map(|p| (p, true))) {
+            // shm=<area index>:<fd>, sysv=<area index>:<segment id>
             let colon = pair.iter().position(|&c| c == b':').unwrap_or(pair.len());
-            let (idx, fd) = (fail::parse_dec(&pair[..colon]), pair.get(colon + 1..).and_then(fail::parse_dec));
-            match (idx, fd) {
-                (Some(i), Some(f)) if i >= 0 && f >= 0 && opts.num_shm < MAX_SHM => {
-                    opts.shm[opts.num_shm] = (i as u32, f as i32);
+            let (idx, handle) = (fail::parse_dec(&pair[..colon]), pair.get(colon + 1..).and_then(fail::parse_dec));
+            match (idx, handle) {
+                (Some(i), Some(h)) if i >= 0 && h >= 0 && opts.num_shm < MAX_SHM => {
+                    opts.shm[opts.num_shm] = SharedArea { area: i as u32, handle: h as i32, sysv };
                     opts.num_shm += 1;
                 }
-                _ => die("bad shm= argument (run by dmtcp_restart)", 0),
+                _ => die("bad shm= or sysv= argument (run by dmtcp_restart)", 0),
             }
         } else {
             die("unknown option (run by dmtcp_restart)", 0);

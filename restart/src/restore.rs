@@ -92,9 +92,9 @@ pub extern "C" fn stage2(ctx_addr: usize) -> ! {
             map_area(ctx, i, &a);
         }
     }
-    for &(_, fd) in &ctx.shm[..ctx.num_shm.min(crate::MAX_SHM)] {
+    for s in ctx.shm[..ctx.num_shm.min(crate::MAX_SHM)].iter().filter(|s| !s.sysv) {
         // SAFETY: dmtcp_restart's fd for us; the mappings keep the object alive.
-        let _ = unsafe { syscalls::syscall1(Sysno::close, fd as usize) };
+        let _ = unsafe { syscalls::syscall1(Sysno::close, s.handle as usize) };
     }
     if placed.redirect {
         vdso::redirect(ctx, placed.live);
@@ -169,8 +169,12 @@ fn map_area(ctx: &Ctx, index: usize, a: &AreaRecord) {
         map_shared_file(ctx, a);
         return;
     }
-    let shared_with_others = ctx.shm[..ctx.num_shm.min(crate::MAX_SHM)].iter().find(|&&(i, _)| i as usize == index);
-    if let (AreaKind::SharedAnon, Some(&(_, fd))) = (kind, shared_with_others) {
+    let made = ctx.shm[..ctx.num_shm.min(crate::MAX_SHM)].iter().find(|s| s.area as usize == index);
+    if let (AreaKind::SharedAnon, Some(s)) = (kind, made.filter(|s| s.sysv)) {
+        attach_segment(s.handle, a);
+        return;
+    }
+    if let (AreaKind::SharedAnon, Some(&crate::SharedArea { handle: fd, .. })) = (kind, made) {
         // dmtcp_restart made the object and put its contents in: map it, read nothing (another
         // process of the computation may already run and write to it).
         // SAFETY: the address space outside the hole is empty; areas never overlap the hole.
@@ -193,6 +197,31 @@ fn map_area(ctx: &Ctx, index: usize, a: &AreaRecord) {
     if prot_bits(a.prot) != 3 {
         // SAFETY: the area was just mapped by us.
         if let Err(e) = unsafe { sys::mprotect(start, len, prot_bits(a.prot)) } {
+            die_at("cannot set memory protection", a.start, e.into_raw());
+        }
+    }
+}
+
+/// Attach SysV segment `id` (made and filled by dmtcp_restart) where area `a` had it, with the
+/// area's protection: the program's shmid then names this memory again.
+fn attach_segment(id: i32, a: &AreaRecord) {
+    const SHM_RDONLY: usize = 0o10000;
+    const SHM_EXEC: usize = 0o100000;
+    let prot = prot_bits(a.prot);
+    let mut flags = if prot & PROT_WRITE as usize == 0 { SHM_RDONLY } else { 0 };
+    if prot & PROT_EXEC as usize != 0 {
+        flags |= SHM_EXEC;
+    }
+    // SAFETY: the address space outside the hole is empty; areas never overlap the hole, and the
+    // address was one the kernel attached this segment at (so SHMLBA-aligned).
+    match unsafe { syscalls::syscall3(Sysno::shmat, id as usize, a.start as usize, flags) } {
+        Ok(at) if at == a.start as usize => {}
+        Ok(_) => die_at("SysV segment attached at another address", a.start, 0),
+        Err(e) => die_at("cannot attach SysV shared memory", a.start, e.into_raw()),
+    }
+    if prot & PROT_READ as usize == 0 {
+        // SAFETY: the segment was just attached by us at this address and length.
+        if let Err(e) = unsafe { sys::mprotect(a.start as usize, a.len() as usize, prot) } {
             die_at("cannot set memory protection", a.start, e.into_raw());
         }
     }
