@@ -6,8 +6,8 @@
 use crate::{ckpt, config, threads};
 use core::sync::atomic::Ordering::Acquire;
 use dmtcp_engine::image::writer::{self, AreaToWrite, Compression, ImageContents};
-use dmtcp_engine::meta::ProcessMeta;
-use dmtcp_engine::procfs::{fd_state, fds, maps, pagemap};
+use dmtcp_engine::meta::{ProcessMeta, PtyInput};
+use dmtcp_engine::procfs::{fd_state, fds, maps, pagemap, pty};
 use dmtcp_layout::*;
 use std::path::PathBuf;
 
@@ -103,7 +103,7 @@ fn sigactions() -> [SigactionRecord; NUM_SIGNALS] {
     out
 }
 
-fn process_meta(generation: u64, ckpt_dir: &std::path::Path, fd_table: Vec<dmtcp_engine::meta::FdEntry>) -> ProcessMeta {
+fn process_meta(generation: u64, ckpt_dir: &std::path::Path, fd_table: Vec<dmtcp_engine::meta::FdEntry>, pty_input: Vec<PtyInput>) -> ProcessMeta {
     let cfg = config::get();
     let argv = std::fs::read("/proc/self/cmdline")
         .map(|c| c.split(|&b| b == 0).filter(|a| !a.is_empty()).map(|a| String::from_utf8_lossy(a).into_owned()).collect())
@@ -132,6 +132,7 @@ fn process_meta(generation: u64, ckpt_dir: &std::path::Path, fd_table: Vec<dmtcp
         ctty: fd_state::controlling_pty(),
         zombies: fd_state::zombie_children(),
         sysv: crate::sysv::capture(),
+        pty_input,
     }
 }
 
@@ -144,6 +145,7 @@ pub fn write_checkpoint(generation: u64, dir_override: Option<&str>) -> Result<S
     let coord_fd = ckpt::COORD_FD.load(Acquire);
     let mut fd_table = fds::read_self_fds(&[coord_fd]).map_err(|e| format!("cannot read /proc/self/fd: {e}"))?;
     fd_state::complete(&mut fd_table);
+    let pty_input = pty::save_input(&fd_table);
     let entries = maps::read_self_maps().map_err(|e| format!("cannot read /proc/self/maps: {e}"))?;
     let mut header = FileHeader::new_for(dmtcp_arch::CPU, dmtcp_arch::WORD_BITS, page as u32);
     let (mut areas, unprotect) = collect_areas(&entries, page, &mut header)?;
@@ -166,7 +168,7 @@ pub fn write_checkpoint(generation: u64, dir_override: Option<&str>) -> Result<S
     let thread_table = thread_records();
     let sigs = sigactions();
     let dir = path.parent().map(|p| p.to_path_buf()).unwrap_or_default();
-    let meta = process_meta(generation, &dir, fd_table);
+    let meta = process_meta(generation, &dir, fd_table, pty_input);
     // Areas that are not readable but hold data are opened for reading while we copy them.
     for &(start, end, _) in &unprotect {
         // SAFETY: adds PROT_READ to an existing mapping of this process; restored below.
