@@ -112,6 +112,7 @@ pub fn to_json(path: &str, info: &ImageInfo) -> Value {
             "queued_messages": f.queued.len(),
             "socket": f.socket.as_ref().map(|k| json!({ "type": k.sock_type, "peer_inode": k.peer_inode })),
         })).collect::<Vec<_>>(),
+        "pty_input": m.pty_input.iter().map(|p| json!({ "pts": p.index, "bytes": p.bytes.len() })).collect::<Vec<_>>(),
     })
 }
 
@@ -168,6 +169,9 @@ pub fn to_text(path: &str, info: &ImageInfo) -> String {
             let _ = write!(extra, " ({} bytes queued)", f.queued.iter().map(Vec::len).sum::<usize>());
         }
         let _ = writeln!(s, "    {:>4} {:<10} flags {:#o}{cloexec} offset {:<8} {}{extra}", f.fd, format!("{:?}", f.kind), f.flags, f.offset, f.path);
+    }
+    for p in &m.pty_input {
+        let _ = writeln!(s, "  /dev/pts/{}: {} bytes of input not read yet", p.index, p.bytes.len());
     }
     s
 }

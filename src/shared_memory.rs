@@ -178,7 +178,11 @@ fn make_segment(images: &[(&ImageInfo, &File, &str)], members: &[(usize, usize)]
 
 /// Every page any member stored, read from its image and handed to `put` at its offset in the
 /// object. All members stored the same memory at the same moment, each the pages it had touched.
-fn fill(images: &[(&ImageInfo, &File, &str)], members: &[(usize, usize)], put: &mut dyn FnMut(u64, &[u8]) -> std::io::Result<()>) -> std::io::Result<()> {
+fn fill(
+    images: &[(&ImageInfo, &File, &str)],
+    members: &[(usize, usize)],
+    put: &mut dyn FnMut(u64, &[u8]) -> std::io::Result<()>,
+) -> std::io::Result<()> {
     for &(i, j) in members {
         let (info, raw, _) = images[i];
         let a = &info.areas[j];

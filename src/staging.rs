@@ -197,7 +197,14 @@ pub fn first_free_fd<'m>(metas: impl Iterator<Item = &'m ProcessMeta>) -> RawFd 
 
 /// Is some image on `host` holding the master of /dev/pts/`index`?
 fn pty_master_known(images: &[ImageFds<'_>], host: &str, index: u32) -> bool {
-    entries_on(images, host).any(|x| x.pty.as_ref().is_some_and(|p| p.master && p.index == index))
+    pty_master(images, host, index).is_some()
+}
+
+/// The master of /dev/pts/`index` on `host` as an image recorded it. Its settings are the
+/// terminal's: its holder read them before it drained the terminal, while a slave's holder
+/// may have read them meanwhile, changed for the drain.
+fn pty_master<'a>(images: &'a [ImageFds<'a>], host: &str, index: u32) -> Option<&'a dmtcp_engine::meta::PtyInfo> {
+    entries_on(images, host).find_map(|x| x.pty.as_ref().filter(|p| p.master && p.index == index))
 }
 
 /// What the master of /dev/pts/`index` on `host` had not read yet.
@@ -206,6 +213,16 @@ fn pty_output(images: &[ImageFds<'_>], host: &str, index: u32) -> Vec<u8> {
         .find(|x| x.pty.as_ref().is_some_and(|p| p.master && p.index == index) && !x.queued.is_empty())
         .map(|x| x.queued.concat())
         .unwrap_or_default()
+}
+
+/// What the slave side of /dev/pts/`index` on `host` had not read yet.
+fn pty_input<'a>(images: &'a [ImageFds<'a>], host: &str, index: u32) -> &'a [u8] {
+    images
+        .iter()
+        .filter(|i| i.meta.hostname == host)
+        .flat_map(|i| i.meta.pty_input.iter())
+        .find(|p| p.index == index)
+        .map_or(&[], |p| p.bytes.as_slice())
 }
 
 /// Is the object behind `e` made anew for the restarted computation (rather than standing for
@@ -257,9 +274,10 @@ fn write_all_now(fd: RawFd, data: &[u8]) -> std::io::Result<()> {
     Ok(())
 }
 
-/// A new pseudo-terminal (master, slave) with the settings and window size of `p`, and
-/// `output` waiting on the master side (what the old master had not read yet).
-fn new_pty(p: &dmtcp_engine::meta::PtyInfo, output: &[u8]) -> Option<(RawFd, RawFd)> {
+/// A new pseudo-terminal (master, slave) with the settings and window size of `p`, `output`
+/// waiting on the master side (what the old master had not read yet) and `input` on the slave
+/// side (what the programs on the old slave had not read).
+fn new_pty(p: &dmtcp_engine::meta::PtyInfo, output: &[u8], input: &[u8]) -> Option<(RawFd, RawFd)> {
     // SAFETY: posix_openpt and friends on our own new fds; ptsname_r writes into `name`.
     unsafe {
         let m = libc::posix_openpt(libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC);
@@ -288,7 +306,11 @@ fn new_pty(p: &dmtcp_engine::meta::PtyInfo, output: &[u8]) -> Option<(RawFd, Raw
                 let _ = write_all_now(s, output);
                 set_nonblock(s, false);
             }
-            libc::tcsetattr(s, libc::TCSANOW, &t);
+            if input.is_empty() {
+                libc::tcsetattr(s, libc::TCSANOW, &t);
+            } else {
+                dmtcp_engine::procfs::pty::put_back_input(m, s, &t, input);
+            }
         }
         let w = libc::winsize { ws_row: p.winsize[0], ws_col: p.winsize[1], ws_xpixel: p.winsize[2], ws_ypixel: p.winsize[3] };
         libc::ioctl(m, libc::TIOCSWINSZ, &w);
@@ -386,6 +408,14 @@ impl<'a> Builder<'a> {
         }
         let fd = match e.kind {
             FdKind::CharDevice if e.pty.as_ref().is_some_and(|p| pty_master_known(self.images, &img.meta.hostname, p.index)) => self.pty_end(i, e),
+            FdKind::CharDevice
+                if e.path == "/dev/tty" && img.meta.ctty.is_some_and(|c| pty_master_known(self.images, &img.meta.hostname, c.index)) =>
+            {
+                match self.controlling_tty(i) {
+                    Some(fd) => fd,
+                    None => return self.null_for(e, "is a controlling terminal that cannot be recreated"),
+                }
+            }
             FdKind::File if e.path.starts_with("/memfd:") => match self.memfd_end(i, e) {
                 Some(fd) => self.stage(fd),
                 None => return self.null_for(e, "is a memfd that no restored area maps (its contents are not in the image)"),
@@ -446,23 +476,37 @@ impl<'a> Builder<'a> {
     fn pty_end(&mut self, i: usize, e: &FdEntry) -> RawFd {
         let host = self.images[i].meta.hostname.as_str();
         let Some(p) = e.pty.as_ref() else { return self.null_for(e, "cannot be restored") };
-        let (master, slave) = match self.ptys.get(&(host, p.index)) {
-            Some(&ends) => ends,
-            None => match new_pty(p, &pty_output(self.images, host, p.index)) {
-                Some((m, s)) => {
-                    let ends = (self.stage(m), self.stage(s));
-                    self.ptys.insert((host, p.index), ends);
-                    ends
-                }
-                None => return self.null_for(e, "is a pseudo-terminal that cannot be recreated"),
-            },
-        };
+        let Some((master, slave)) = self.new_pty_of(host, p.index) else { return self.null_for(e, "is a pseudo-terminal that cannot be recreated") };
         // SAFETY: F_DUPFD_CLOEXEC of a staged fd: each old fd keeps its own flags.
         let fd = unsafe { libc::fcntl(if p.master { master } else { slave }, libc::F_DUPFD_CLOEXEC, self.top) };
         if fd < 0 {
             return self.null_for(e, "is a pseudo-terminal that cannot be recreated");
         }
         fd
+    }
+
+    /// The staged (master, slave) of the new pty standing for old /dev/pts/`index` on `host`,
+    /// made on first use.
+    fn new_pty_of(&mut self, host: &'a str, index: u32) -> Option<(RawFd, RawFd)> {
+        if let Some(&ends) = self.ptys.get(&(host, index)) {
+            return Some(ends);
+        }
+        let (m, s) = new_pty(pty_master(self.images, host, index)?, &pty_output(self.images, host, index), pty_input(self.images, host, index))?;
+        let ends = (self.stage(m), self.stage(s));
+        self.ptys.insert((host, index), ends);
+        Some(ends)
+    }
+
+    /// An fd on /dev/tty of image `i`, whose controlling terminal is a pty restarted here: the
+    /// new pty's slave opened again (dmtcp_restart has no such controlling terminal to open;
+    /// the restored process gets it before it runs). A description of its own, as /dev/tty is.
+    fn controlling_tty(&mut self, i: usize) -> Option<RawFd> {
+        let host = self.images[i].meta.hostname.as_str();
+        let (_, slave) = self.new_pty_of(host, self.images[i].meta.ctty?.index)?;
+        let path = std::ffi::CString::new(std::fs::read_link(format!("/proc/self/fd/{slave}")).ok()?.into_os_string().into_encoded_bytes()).ok()?;
+        // SAFETY: opening the new slave by its path, without making it our controlling terminal.
+        let fd = unsafe { libc::open(path.as_ptr(), libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC) };
+        (fd >= 0).then(|| self.stage(fd))
     }
 
     /// A POSIX message queue as the image had it: the one of that name now (left by the killed

@@ -17,57 +17,9 @@ fn sorted_lines(s: &str) -> Vec<String> {
     v
 }
 
-/// dmtcp_inspect --json of one image.
-fn inspect_json(image: &std::path::Path) -> serde_json::Value {
-    let out = output("dmtcp_inspect", std::process::Command::new(INSPECT).arg("--json").arg(image));
-    assert!(out.status.success(), "dmtcp_inspect\n{}", describe(&out));
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    let v: serde_json::Value = serde_json::from_str(text.lines().next().unwrap_or("")).unwrap_or_else(|e| panic!("{e}: {text}"));
-    v
-}
-
-fn fds_of(v: &serde_json::Value) -> Vec<serde_json::Value> {
-    v["meta"]["fds"].as_array().or_else(|| v["fds"].as_array()).cloned().unwrap_or_default()
-}
-
-/// A computation launched from fixture `prog args` under its own coordinator, killed with -kc
-/// after `min_lines` lines, beside an uninterrupted run of the same (in `plain/`).
-struct Killed {
-    t: TempDir,
-    coord: Coord,
-    /// What it printed up to the kill.
-    before: String,
-    /// What the uninterrupted run printed (it exited 0).
-    expected: String,
-}
-
-fn launch_and_kcheckpoint(name: &str, prog: &str, args: &[&str], min_lines: usize) -> Killed {
-    let t = TempDir::new(name);
-    let exe = fixture(prog);
-    let (expected, code) = run_plain(&exe, args, &t.subdir("plain"));
-    assert_eq!(code, 0, "uninterrupted run:\n{expected}");
-    let coord = Coord::start();
-    let mut run = launch(&t.path, &LaunchOpts { port: Some(coord.port), ..Default::default() }, &exe, args);
-    run.wait_lines(min_lines);
-    coord.kcheckpoint();
-    let _ = run.proc.wait();
-    reap_orphans();
-    Killed { before: run.out(), t, coord, expected }
-}
-
 /// Every fd entry of every image of `prog` in `dir`, as dmtcp_inspect --json shows them.
 fn fd_entries(dir: &std::path::Path, prog: &str) -> Vec<serde_json::Value> {
     images(dir, prog).iter().flat_map(|i| fds_of(&inspect_json(i))).collect()
-}
-
-/// The restart script of `k` run to its end: exit code 0, no descriptor reopened on /dev/null,
-/// and its output continues the killed run's exactly. Returns what it printed on stderr.
-fn restart_script_continues(k: &Killed) -> String {
-    let mut r = restart_with(&k.t.path, std::process::Command::new(restart_script(&k.t.path)), "restart");
-    assert_eq!(r.wait_code(), 0, "the restart script\n{}\n{}", r.out(), r.err());
-    assert!(!r.err().contains("/dev/null"), "a descriptor was not restored:\n{}", r.err());
-    assert_concat(&k.before, &r.out(), &k.expected);
-    r.err()
 }
 
 #[test]
@@ -139,6 +91,21 @@ fn shared_memory_between_parent_and_child_stays_shared() {
     let k = launch_and_kcheckpoint("shm", "shm", &["60"], 10);
     assert!(k.expected.ends_with("step 60\nmemfd 60\nmemfd fd 60\n"), "uninterrupted run:\n{}", k.expected);
     let _ = restart_script_continues(&k);
+}
+
+/// A SysV shared memory segment between a parent and its child comes back as that segment:
+/// the two count through it in lockstep, and at the end the parent attaches it again by its old
+/// id, sees the same memory, and removes it (shmat, shmctl on the id work after the restart).
+#[test]
+fn sysv_shared_memory_segment_keeps_its_id() {
+    let k = launch_and_kcheckpoint("sysvshm", "sysvshm", &["40"], 6);
+    assert!(k.expected.ends_with("count 40\nreattach same=1 nattch=1 rmid=0\n"), "uninterrupted run:\n{}", k.expected);
+    let id = fs::read_to_string(k.t.join("id.txt")).expect("id.txt");
+    // The killed processes' segment still exists; a restart where it is gone makes it again.
+    let o = output("ipcrm", std::process::Command::new("ipcrm").args(["-m", id.trim()]));
+    assert!(o.status.success(), "ipcrm: {}", describe(&o));
+    let err = restart_script_continues(&k);
+    assert!(!err.contains("SysV"), "{err}");
 }
 
 /// The pty fixture's flow: launch, checkpoint with -kc, restart script; output compared.

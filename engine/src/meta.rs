@@ -73,6 +73,16 @@ pub struct PtyInfo {
     pub winsize: [u16; 4],
 }
 
+/// What had been written to the master of a pseudo-terminal and the programs on its slave side
+/// had not read yet (keys typed ahead), recorded by the master's holder. Canonical-mode line
+/// boundaries are the newlines in `bytes`.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct PtyInput {
+    /// N of /dev/pts/N.
+    pub index: u32,
+    pub bytes: Vec<u8>,
+}
+
 /// The controlling terminal of a process, when it is a pseudo-terminal.
 #[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Ctty {
@@ -204,6 +214,9 @@ pub struct ProcessMeta {
     pub zombies: Vec<(u32, i32)>,
     /// Since 1.2: SysV semaphore sets and message queues the process used.
     pub sysv: Vec<SysvObject>,
+    /// Since 1.3: the unread input of each pseudo-terminal whose master this process holds.
+    /// Fields added after 1.2 go here, at the end (see [`ProcessMeta::decode`]).
+    pub pty_input: Vec<PtyInput>,
 }
 
 #[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
@@ -234,10 +247,17 @@ pub struct SysvObject {
 impl ProcessMeta {
     /// Decode the metadata of an image of format minor version `minor`.
     pub fn decode(bytes: &[u8], minor: u16) -> Result<ProcessMeta, postcard::Error> {
-        if minor >= 2 {
-            postcard::from_bytes(bytes)
-        } else {
-            postcard::from_bytes::<v1::ProcessMeta>(bytes).map(ProcessMeta::from)
+        match minor {
+            0 | 1 => postcard::from_bytes::<v1::ProcessMeta>(bytes).map(ProcessMeta::from),
+            2 => {
+                // postcard writes a struct as its fields one after the other, and 1.3 only added
+                // fields at the end: 1.2 metadata followed by the encoding of those fields'
+                // empty values is 1.3 metadata.
+                let mut b = bytes.to_vec();
+                b.extend(postcard::to_allocvec(&Vec::<PtyInput>::new())?);
+                postcard::from_bytes(&b)
+            }
+            _ => postcard::from_bytes(bytes),
         }
     }
 }
@@ -305,6 +325,7 @@ impl From<v1::ProcessMeta> for ProcessMeta {
             ctty: None,
             zombies: Vec::new(),
             sysv: Vec::new(),
+            pty_input: Vec::new(),
         }
     }
 }
@@ -352,7 +373,7 @@ mod tests {
     }
 
     #[test]
-    fn metadata_of_format_1_2_round_trips() {
+    fn metadata_of_format_1_3_round_trips() {
         let mut m = ProcessMeta::from(old_meta());
         m.fds[0].inode = 7;
         m.fds[0].queued = vec![b"abc".to_vec(), vec![0; 5]];
@@ -369,6 +390,19 @@ mod tests {
         });
         m.fds[0].anon = Some(AnonFd::Epoll { targets: vec![EpollTarget { fd: 4, events: 1, data: u64::MAX }] });
         let bytes = postcard::to_allocvec(&m).unwrap();
-        assert_eq!(ProcessMeta::decode(&bytes, 2).unwrap(), m);
+        assert_eq!(ProcessMeta::decode(&bytes, 3).unwrap(), m);
+    }
+
+    #[test]
+    fn metadata_of_format_1_2_still_decodes() {
+        let mut m = ProcessMeta::from(old_meta());
+        m.fds[0].pty = Some(PtyInfo { master: true, index: 4, termios: vec![1, 2], winsize: [24, 80, 0, 0] });
+        m.sysv = vec![SysvObject { kind: SysvKind::Semaphores, key: 1, id: 2, mode: 0o600, values: vec![3], messages: Vec::new() }];
+        // 1.2 wrote everything up to `sysv`: the 1.3 encoding without the trailing empty list.
+        let mut v1_2 = postcard::to_allocvec(&m).unwrap();
+        assert_eq!(v1_2.pop(), Some(0), "pty_input (empty) is the last byte");
+        assert_eq!(ProcessMeta::decode(&v1_2, 2).unwrap(), m);
+        m.pty_input = vec![PtyInput { index: 4, bytes: b"typed\nahead".to_vec() }];
+        assert_eq!(ProcessMeta::decode(&postcard::to_allocvec(&m).unwrap(), 3).unwrap(), m);
     }
 }

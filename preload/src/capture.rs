@@ -6,8 +6,8 @@
 use crate::{ckpt, config, threads};
 use core::sync::atomic::Ordering::Acquire;
 use dmtcp_engine::image::writer::{self, AreaToWrite, Compression, ImageContents};
-use dmtcp_engine::meta::{Ctty, ProcessMeta};
-use dmtcp_engine::procfs::{fd_state, fds, maps, pagemap};
+use dmtcp_engine::meta::{Ctty, ProcessMeta, PtyInput};
+use dmtcp_engine::procfs::{fd_state, fds, maps, pagemap, pty};
 use dmtcp_layout::*;
 use std::path::PathBuf;
 
@@ -103,7 +103,7 @@ fn sigactions() -> [SigactionRecord; NUM_SIGNALS] {
     out
 }
 
-fn process_meta(generation: u64, ckpt_dir: &std::path::Path, fd_table: Vec<dmtcp_engine::meta::FdEntry>) -> ProcessMeta {
+fn process_meta(generation: u64, ckpt_dir: &std::path::Path, fd_table: Vec<dmtcp_engine::meta::FdEntry>, pty_input: Vec<PtyInput>) -> ProcessMeta {
     let cfg = config::get();
     let argv = std::fs::read("/proc/self/cmdline")
         .map(|c| c.split(|&b| b == 0).filter(|a| !a.is_empty()).map(|a| String::from_utf8_lossy(a).into_owned()).collect())
@@ -133,6 +133,7 @@ fn process_meta(generation: u64, ckpt_dir: &std::path::Path, fd_table: Vec<dmtcp
         ctty: fd_state::controlling_pty().map(|c| Ctty { foreground_pgid: crate::pids::to_virtual(c.foreground_pgid), ..c }),
         zombies: fd_state::zombie_children().into_iter().map(|(pid, status)| (crate::pids::to_virtual(pid), status)).collect(),
         sysv: crate::sysv::capture(),
+        pty_input,
     }
 }
 
@@ -148,6 +149,7 @@ pub fn write_checkpoint(generation: u64, dir_override: Option<&str>) -> Result<S
     for shared in fd_table.iter_mut().filter_map(|e| e.shares.as_mut()) {
         shared.pid = crate::pids::to_virtual(shared.pid);
     }
+    let pty_input = pty::save_input(&fd_table);
     let entries = maps::read_self_maps().map_err(|e| format!("cannot read /proc/self/maps: {e}"))?;
     let mut header = FileHeader::new_for(dmtcp_arch::CPU, dmtcp_arch::WORD_BITS, page as u32);
     let (mut areas, unprotect) = collect_areas(&entries, page, &mut header)?;
@@ -171,7 +173,7 @@ pub fn write_checkpoint(generation: u64, dir_override: Option<&str>) -> Result<S
     let thread_table = thread_records();
     let sigs = sigactions();
     let dir = path.parent().map(|p| p.to_path_buf()).unwrap_or_default();
-    let meta = process_meta(generation, &dir, fd_table);
+    let meta = process_meta(generation, &dir, fd_table, pty_input);
     // Areas that are not readable but hold data are opened for reading while we copy them.
     for &(start, end, _) in &unprotect {
         // SAFETY: adds PROT_READ to an existing mapping of this process; restored below.

@@ -100,7 +100,11 @@ fn attached_segments() -> Vec<SysvObject> {
             continue;
         }
         // key shmid perms size ...
-        let Some(cols) = table.lines().skip(1).map(|l| l.split_whitespace().collect::<Vec<_>>()).find(|c| c.get(1).and_then(|v| v.parse::<i32>().ok()) == Some(id))
+        let Some(cols) = table
+            .lines()
+            .skip(1)
+            .map(|l| l.split_whitespace().collect::<Vec<_>>())
+            .find(|c| c.get(1).and_then(|v| v.parse::<i32>().ok()) == Some(id))
         else {
             continue;
         };

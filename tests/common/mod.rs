@@ -851,6 +851,65 @@ pub fn checkpointed_and_killed(t: &TempDir, prog_name: &str, args: &[&str], min_
     Checkpointed { coord, before: run.out(), image: image(&t.path, prog_name), expected, expected_code }
 }
 
+// ---------------------------------------------------------------------------------------------
+// Kill at the checkpoint (-kc) and the restart script
+// ---------------------------------------------------------------------------------------------
+
+/// dmtcp_inspect --json of one image.
+pub fn inspect_json(image: &Path) -> serde_json::Value {
+    let out = output("dmtcp_inspect", Command::new(INSPECT).arg("--json").arg(image));
+    assert!(out.status.success(), "dmtcp_inspect\n{}", describe(&out));
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let v: serde_json::Value = serde_json::from_str(text.lines().next().unwrap_or("")).unwrap_or_else(|e| panic!("{e}: {text}"));
+    v
+}
+
+/// The fd entries of an image as dmtcp_inspect --json shows them.
+pub fn fds_of(v: &serde_json::Value) -> Vec<serde_json::Value> {
+    v["meta"]["fds"].as_array().or_else(|| v["fds"].as_array()).cloned().unwrap_or_default()
+}
+
+/// A computation launched from fixture `prog args` under its own coordinator, killed with -kc
+/// after `min_lines` lines, beside an uninterrupted run of the same (in `plain/`).
+pub struct Killed {
+    pub t: TempDir,
+    pub coord: Coord,
+    /// What it printed up to the kill.
+    pub before: String,
+    /// What the uninterrupted run printed (it exited 0).
+    pub expected: String,
+}
+
+pub fn launch_and_kcheckpoint(name: &str, prog: &str, args: &[&str], min_lines: usize) -> Killed {
+    let t = TempDir::new(name);
+    let exe = fixture(prog);
+    let (expected, code) = run_plain(&exe, args, &t.subdir("plain"));
+    assert_eq!(code, 0, "uninterrupted run:\n{expected}");
+    let coord = Coord::start();
+    let mut run = launch(&t.path, &LaunchOpts { port: Some(coord.port), ..Default::default() }, &exe, args);
+    run.wait_lines(min_lines);
+    coord.kcheckpoint();
+    let _ = run.proc.wait();
+    reap_orphans();
+    Killed { before: run.out(), t, coord, expected }
+}
+
+/// `./dmtcp_restart_script.sh` of the checkpoint in `dir`, started there (output in
+/// `dir/restart.out|.err`).
+pub fn run_restart_script(dir: &Path) -> Run {
+    restart_with(dir, Command::new(restart_script(dir)), "restart")
+}
+
+/// The restart script of `k` run to its end: exit code 0, no descriptor reopened on /dev/null,
+/// and its output continues the killed run's exactly. Returns what it printed on stderr.
+pub fn restart_script_continues(k: &Killed) -> String {
+    let mut r = run_restart_script(&k.t.path);
+    assert_eq!(r.wait_code(), 0, "the restart script\n{}\n{}", r.out(), r.err());
+    assert!(!r.err().contains("/dev/null"), "a descriptor was not restored:\n{}", r.err());
+    assert_concat(&k.before, &r.out(), &k.expected);
+    r.err()
+}
+
 /// `flock` on a file in the temp dir, held until dropped: serializes tests that need a fixed
 /// resource (the default port 7779) across threads and concurrently running test binaries.
 pub struct GlobalLock(fs::File);

@@ -16,7 +16,7 @@ pub const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
 /// Incompatible changes bump the major version; readers refuse another major.
 pub const FORMAT_MAJOR: u16 = 1;
 /// Compatible additions bump the minor version; readers refuse a newer minor.
-pub const FORMAT_MINOR: u16 = 2;
+pub const FORMAT_MINOR: u16 = 3;
 /// Page data and the record tables start on this alignment in the raw file, whatever the CPU's
 /// page size, so that a later mmap-based restart can map page data straight from the file.
 pub const FILE_ALIGN: u64 = 65536;
