@@ -362,6 +362,23 @@ fn take_sigchld() {
 
 type SyscallFn = unsafe extern "C" fn(c_long, ...) -> c_long;
 
+/// The system calls the syscall() wrapper translates.
+const PID_SYSCALLS: [c_long; 13] = [
+    libc::SYS_getpid,
+    libc::SYS_getppid,
+    libc::SYS_gettid,
+    libc::SYS_getpgid,
+    libc::SYS_getsid,
+    libc::SYS_kill,
+    libc::SYS_tkill,
+    libc::SYS_pidfd_open,
+    libc::SYS_rt_sigqueueinfo,
+    libc::SYS_tgkill,
+    libc::SYS_rt_tgsigqueueinfo,
+    libc::SYS_setpgid,
+    libc::SYS_wait4,
+];
+
 /// syscall(3) for the calls that name pids (programs call SYS_gettid this way; glibc had no
 /// gettid() before 2.30). Declared with six fixed arguments: on our four CPUs a variadic call
 /// passes integer arguments where fixed ones go, and unused ones are just not read by the kernel.
@@ -374,7 +391,9 @@ pub unsafe extern "C" fn syscall(n: c_long, a: c_long, b: c_long, c: c_long, d: 
         set_errno(libc::ENOSYS);
         return -1;
     };
-    if !active() {
+    // The cheap tests first: active() asks the kernel which thread this is, and syscall() carries
+    // hot calls (futex) too.
+    if !PID_SYSCALLS.contains(&n) || !active() {
         // SAFETY: forwarded contract.
         return unsafe { next_syscall(n, a, b, c, d, e, f) };
     }

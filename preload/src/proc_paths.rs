@@ -22,11 +22,15 @@ impl PathBuf {
 
     /// `path`, or its rewrite in this buffer when it names a renumbered process or thread.
     fn translate(&mut self, path: *const c_char) -> *const c_char {
-        if path.is_null() || !active() {
+        if path.is_null() || !crate::pids::renumbered() {
             return path;
         }
         // SAFETY: the caller's path is a NUL-terminated string (the contract of every wrapper).
         let bytes = unsafe { core::ffi::CStr::from_ptr(path) }.to_bytes();
+        // The cheap test first: active() asks the kernel which thread this is.
+        if !bytes.starts_with(b"/proc/") || !active() {
+            return path;
+        }
         match rewrite(bytes, &mut self.0) {
             Some(()) => self.0.as_ptr().cast(),
             None => path,
