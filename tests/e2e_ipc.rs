@@ -84,12 +84,12 @@ fn listeners_and_connections_between_processes_survive() {
     let _ = restart_script_continues(&k);
 }
 
-/// MAP_SHARED anonymous memory and a memfd mapped by a parent and its child stay shared after
-/// the restart: the two go on in lockstep through it (each with a copy, the parent would stop).
+/// MAP_SHARED anonymous memory, a memfd and a file mapped by a parent and its child stay shared
+/// after the restart: the two go on in lockstep through it (each with a copy, the parent would stop).
 #[test]
 fn shared_memory_between_parent_and_child_stays_shared() {
     let k = launch_and_kcheckpoint("shm", "shm", &["60"], 10);
-    assert!(k.expected.ends_with("step 60\nmemfd 60\nmemfd fd 60\n"), "uninterrupted run:\n{}", k.expected);
+    assert!(k.expected.ends_with("step 60\nmemfd 60\nmemfd fd 60\nfile 60\nfile read 60\n"), "uninterrupted run:\n{}", k.expected);
     let _ = restart_script_continues(&k);
 }
 
