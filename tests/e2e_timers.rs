@@ -2,7 +2,8 @@
 //! interval timer (ITIMER_REAL), POSIX timers signalling the process and one thread with their
 //! sigev_value, a SIGEV_NONE timer still counting down, every timer under its old id, and a
 //! signal pending on the process and one pending on the main thread, both delivered when the
-//! program unblocks them at step 30 (tests/fixtures/timers.c). The checkpoints are taken before
+//! program unblocks them at step 30 (tests/fixtures/timers.c). A SIGEV_THREAD timer goes on
+//! running its function on new threads (tests/fixtures/threadtimer.c). The checkpoints are taken before
 //! step 30; the restarted program must print exactly what an uninterrupted run prints.
 
 mod common;
@@ -68,4 +69,16 @@ fn timers_survive_restart_of_restart() {
     for (name, err) in [("first", r1.err()), ("second", r2.err())] {
         assert!(timer_warnings(&err).is_empty(), "the {name} restart warned about timers or signals:\n{err}");
     }
+}
+
+/// A SIGEV_THREAD timer (libdmtcp's own, preload/src/thread_timers.rs: glibc's helper thread
+/// could not be checkpointed) keeps calling its function with its value after the restart, and
+/// timer_gettime and timer_delete on it still work.
+#[test]
+fn sigev_thread_timer_runs_its_function_after_restart() {
+    let k = launch_and_kcheckpoint("threadtimer", "threadtimer", &["30"], 4);
+    assert!(k.expected.ends_with("step 30 ticked=1 armed=1\ndeleted=1\n"), "uninterrupted run:\n{}", k.expected);
+    assert!(!k.expected.contains("ticked=0"), "uninterrupted run:\n{}", k.expected);
+    let err = restart_script_continues(&k);
+    assert!(timer_warnings(&err).is_empty(), "the restart warned about timers:\n{err}");
 }

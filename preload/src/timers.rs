@@ -25,9 +25,10 @@
 //!
 //! Not restored: overrun counts, a thread CPU-time timer created with CLOCK_THREAD_CPUTIME_ID
 //! (its thread is not known: it is recreated on the checkpoint thread's clock, with a warning),
-//! timers notifying a thread that is not in the image (with a warning); glibc's SIGEV_THREAD
-//! timers, whose helper thread is not in the image, are made again but their expirations run
-//! no function (with a warning). Under qemu-user /proc/self/timers lists the emulator's host
+//! timers notifying a thread that is not in the image (with a warning). SIGEV_THREAD timers are
+//! libdmtcp's own (thread_timers.rs: they signal a helper thread that is in the image); a glibc
+//! one (glibc before 2.34, or made before libdmtcp started), whose helper thread is not in the
+//! image, is made again but its expirations run no function (with a warning). Under qemu-user /proc/self/timers lists the emulator's host
 //! timers, which the program cannot read: POSIX timers are then not saved (with a warning); the
 //! host's pending sets do not show the emulated program's pending signals either.
 
