@@ -239,6 +239,11 @@ fn in_computation(images: &[ImageFds<'_>], host: &str, e: &FdEntry) -> bool {
     }
 }
 
+/// A connected UNIX socket whose peer the checkpoint could not tell (no NETLINK_SOCK_DIAG).
+fn peer_unknown(s: &SocketInfo) -> bool {
+    s.family == libc::AF_UNIX && !s.listening && s.peer_inode.is_none() && s.remote.is_some()
+}
+
 /// The first non-empty queued data recorded for (host, inode) by any image.
 fn queued_for<'a>(images: &'a [ImageFds<'a>], host: &str, inode: u64) -> &'a [Vec<u8>] {
     entries_on(images, host)
@@ -439,7 +444,7 @@ impl<'a> Builder<'a> {
             FdKind::Pipe => self.fifo_end(i, e),
             FdKind::Socket => match self.socket_end(i, e) {
                 Some(fd) => fd,
-                None if e.socket.as_ref().is_some_and(|s| s.family == libc::AF_UNIX && s.peer_inode.is_none() && s.remote.is_some()) => {
+                None if e.socket.as_ref().is_some_and(peer_unknown) => {
                     return self.null_for(e, "is a connected UNIX socket whose peer the checkpoint could not identify (the kernel offers no NETLINK_SOCK_DIAG: load the unix_diag module)")
                 }
                 None => return self.null_for(e, "is a socket that cannot be recreated (its peer is not part of the restart)"),
@@ -626,9 +631,8 @@ impl<'a> Builder<'a> {
             return None;
         }
         let fd = match info.family {
-            // Connected, but the checkpoint could not tell to what (no NETLINK_SOCK_DIAG): an
-            // unconnected socket would fail the program's next write in a stranger way.
-            libc::AF_UNIX if !info.listening && info.peer_inode.is_none() && info.remote.is_some() => return None,
+            // An unconnected socket would fail the program's next write in a stranger way.
+            libc::AF_UNIX if peer_unknown(info) => return None,
             libc::AF_UNIX if info.listening || info.peer_inode.is_none() => sockets::unix_unconnected(info, &self.images[i].meta.cwd)?,
             libc::AF_UNIX => return self.unix_pair(host, e, info),
             libc::AF_INET | libc::AF_INET6 if info.listening => sockets::tcp_listener(info.local.as_deref()?)?,

@@ -38,7 +38,12 @@ fn kind_name(k: SysvKind) -> &'static str {
 
 /// The id of the existing object with this id and key, if any.
 fn existing(o: &SysvObject) -> bool {
-    let table = std::fs::read_to_string(if o.kind == SysvKind::Semaphores { "/proc/sysvipc/sem" } else { "/proc/sysvipc/msg" }).unwrap_or_default();
+    let table = match o.kind {
+        SysvKind::Semaphores => "/proc/sysvipc/sem",
+        SysvKind::MessageQueue => "/proc/sysvipc/msg",
+        SysvKind::SharedMemory => "/proc/sysvipc/shm",
+    };
+    let table = std::fs::read_to_string(table).unwrap_or_default();
     table.lines().skip(1).any(|l| {
         let c: Vec<&str> = l.split_whitespace().collect();
         c.first().and_then(|v| v.parse::<i32>().ok()) == Some(o.key) && c.get(1).and_then(|v| v.parse::<i32>().ok()) == Some(o.id)
@@ -107,12 +112,7 @@ fn create(o: &SysvObject) -> Result<i32, String> {
 /// old id where the kernel lets us choose it (shm_next_id). Returns its id, and a warning when
 /// the id is not the old one.
 pub fn ensure_segment(o: &SysvObject, size: u64) -> Result<(i32, Option<String>), String> {
-    let table = std::fs::read_to_string("/proc/sysvipc/shm").unwrap_or_default();
-    let exists = table.lines().skip(1).any(|l| {
-        let c: Vec<&str> = l.split_whitespace().collect();
-        c.first().and_then(|v| v.parse::<i32>().ok()) == Some(o.key) && c.get(1).and_then(|v| v.parse::<i32>().ok()) == Some(o.id)
-    });
-    if exists {
+    if existing(o) {
         return Ok((o.id, None));
     }
     let _ = std::fs::write("/proc/sys/kernel/shm_next_id", o.id.to_string());

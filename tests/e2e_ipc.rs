@@ -96,15 +96,27 @@ fn shared_memory_between_parent_and_child_stays_shared() {
 /// A SysV shared memory segment between a parent and its child comes back as that segment:
 /// the two count through it in lockstep, and at the end the parent attaches it again by its old
 /// id, sees the same memory, and removes it (shmat, shmctl on the id work after the restart).
+/// Restarted onto the segment the killed processes left, then onto one made again.
 #[test]
 fn sysv_shared_memory_segment_keeps_its_id() {
     let k = launch_and_kcheckpoint("sysvshm", "sysvshm", &["40"], 6);
     assert!(k.expected.ends_with("count 40\nreattach same=1 nattch=1 rmid=0\n"), "uninterrupted run:\n{}", k.expected);
     let id = fs::read_to_string(k.t.join("id.txt")).expect("id.txt");
-    // The killed processes' segment still exists; a restart where it is gone makes it again.
-    let o = output("ipcrm", std::process::Command::new("ipcrm").args(["-m", id.trim()]));
+    sysv_restarts_kept_then_removed(&k, &["-m", id.trim()]);
+}
+
+/// Restart the SysV objects' computation twice: once with the objects the killed processes
+/// left (a restart killed half-way, which changes them), then after `ipcrm ipcrm_args`
+/// removed them: the second restart makes them again under their old ids and goes on exactly
+/// from the image, without a word about SysV objects.
+fn sysv_restarts_kept_then_removed(k: &Killed, ipcrm_args: &[&str]) {
+    let mut r = restart_with(&k.t.path, std::process::Command::new(restart_script(&k.t.path)), "restart-kept");
+    r.wait_lines(4);
+    r.kill();
+    reap_orphans();
+    let o = output("ipcrm", std::process::Command::new("ipcrm").args(ipcrm_args));
     assert!(o.status.success(), "ipcrm: {}", describe(&o));
-    let err = restart_script_continues(&k);
+    let err = restart_script_continues(k);
     assert!(!err.contains("SysV"), "{err}");
 }
 
@@ -207,12 +219,5 @@ fn sysv_semaphores_and_message_queue_survive() {
     let (sem, q) = ids.trim().split_once(' ').expect("two ids");
     // A first restart killed half-way leaves the objects as that run changed them: the second
     // restart must not see those changes either.
-    let mut r = restart_with(&k.t.path, std::process::Command::new(restart_script(&k.t.path)), "restart-kept");
-    r.wait_lines(4);
-    r.kill();
-    reap_orphans();
-    let o = output("ipcrm", std::process::Command::new("ipcrm").args(["-s", sem, "-q", q]));
-    assert!(o.status.success(), "ipcrm: {}", describe(&o));
-    let err = restart_script_continues(&k);
-    assert!(!err.contains("SysV"), "{err}");
+    sysv_restarts_kept_then_removed(&k, &["-s", sem, "-q", q]);
 }

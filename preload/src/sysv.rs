@@ -88,6 +88,16 @@ pub unsafe extern "C" fn msgget(key: key_t, flags: c_int) -> c_int {
     id
 }
 
+/// The columns of the row for object `id` in a /proc/sysvipc table (key, id, perms, ...).
+fn row_of(table: &str, id: i32) -> Option<Vec<&str>> {
+    table.lines().skip(1).map(|l| l.split_whitespace().collect::<Vec<_>>()).find(|c| c.get(1).and_then(|v| v.parse::<i32>().ok()) == Some(id))
+}
+
+/// A row's perms column (printed in octal).
+fn perms(cols: &[&str]) -> u32 {
+    cols.get(2).and_then(|v| u32::from_str_radix(v, 8).ok()).unwrap_or(0o600)
+}
+
 /// The SysV shared memory segments attached in this process (their maps entries are named
 /// /SYSV<key> and carry the segment id as inode): key, id and mode from /proc/sysvipc/shm.
 fn attached_segments() -> Vec<SysvObject> {
@@ -100,17 +110,9 @@ fn attached_segments() -> Vec<SysvObject> {
             continue;
         }
         // key shmid perms size ...
-        let Some(cols) = table
-            .lines()
-            .skip(1)
-            .map(|l| l.split_whitespace().collect::<Vec<_>>())
-            .find(|c| c.get(1).and_then(|v| v.parse::<i32>().ok()) == Some(id))
-        else {
-            continue;
-        };
+        let Some(cols) = row_of(&table, id) else { continue };
         let key = cols.first().and_then(|v| v.parse::<i32>().ok()).unwrap_or(0);
-        let mode = cols.get(2).and_then(|v| u32::from_str_radix(v, 8).ok()).unwrap_or(0o600);
-        out.push(SysvObject { kind: SysvKind::SharedMemory, key, id, mode, values: Vec::new(), messages: Vec::new() });
+        out.push(SysvObject { kind: SysvKind::SharedMemory, key, id, mode: perms(&cols), values: Vec::new(), messages: Vec::new() });
     }
     out
 }
@@ -130,18 +132,11 @@ pub fn capture() -> Vec<SysvObject> {
         let kind = if kind_slot.load(Acquire) == SysvKind::Semaphores as i32 { SysvKind::Semaphores } else { SysvKind::MessageQueue };
         let table = if kind == SysvKind::Semaphores { &sems } else { &msgs };
         // key id perms (nsems | cbytes qnum) ...
-        let Some(cols) = table
-            .lines()
-            .skip(1)
-            .map(|l| l.split_whitespace().collect::<Vec<_>>())
-            .find(|c| c.get(1).and_then(|v| v.parse::<i32>().ok()) == Some(id))
-        else {
+        let Some(cols) = row_of(table, id) else {
             continue; // removed since
         };
         let num = |i: usize| cols.get(i).and_then(|v| v.parse::<i64>().ok()).unwrap_or(0);
-        // perms is printed in octal.
-        let mode = cols.get(2).and_then(|v| u32::from_str_radix(v, 8).ok()).unwrap_or(0o600);
-        let mut obj = SysvObject { kind, key: num(0) as i32, id, mode, values: Vec::new(), messages: Vec::new() };
+        let mut obj = SysvObject { kind, key: num(0) as i32, id, mode: perms(&cols), values: Vec::new(), messages: Vec::new() };
         match kind {
             SysvKind::Semaphores => {
                 let n = usize::try_from(num(3)).unwrap_or(0).min(32000);
