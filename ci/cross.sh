@@ -32,13 +32,8 @@ run_target() {
     # qemu-user has no clone3, so every restarted process gets a new pid there: the fork tests
     # run on the pid virtualization. Left out: without PR_SET_MM_MAP a restarted process's
     # /proc/<pid>/environ is unreadable (that test finds the computation's processes by it).
-    # restart_of_restart fails about one run in ten under qemu-user aarch64 (before this
-    # session's changes too): the restored process segfaults at its first signal after the
-    # restart, with pc = lr in unmapped memory, which looks like qemu's own signal trampoline
-    # (it does not follow a guest mremap of its vdso); the qemu-system tier's
-    # restart-of-restart case covers it on a real kernel.
     QEMU_LD_PREFIX=$prefix CC=$cc cargo test --no-fail-fast --target "$target" -p dmtcp-rs "${E2E[@]}" -- \
-      --skip kill_and_quit_leave_no_process_of_the_computation --skip restart_of_restart
+      --skip kill_and_quit_leave_no_process_of_the_computation
   else
     # Natively also the tests that need a real kernel under them (PR_SET_MM_MAP, ptrace for gdb,
     # NETLINK_SOCK_DIAG for socketpair peers, which qemu-user refuses; /proc/self/timers, which under qemu-user lists the

@@ -68,6 +68,8 @@ pub struct Ctx {
     pub maps_buf_len: usize,
     /// Treat this kernel's vdso as foreign even when it is the image's (a test aid).
     pub force_vdso_redirect: bool,
+    /// Where this process's vdso starts (AT_SYSINFO_EHDR; 0: none).
+    pub vdso_at: usize,
     /// The program's file, to become /proc/self/exe again (-1: none).
     pub exe_fd: i32,
     /// Restart-time settings for libdmtcp (dmtcp_restart's memfd; -1: none).
@@ -257,6 +259,7 @@ fn stage1(fd: i32, page: usize, me: reloc::SelfImage, vdso: usize, opts: LoaderO
             maps_buf,
             maps_buf_len: MAPS_BUF_SIZE,
             force_vdso_redirect: opts.force_vdso_redirect,
+            vdso_at: vdso,
             exe_fd: opts.exe_fd,
             settings_fd: opts.settings_fd,
             shm: opts.shm,

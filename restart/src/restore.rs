@@ -138,7 +138,10 @@ fn clear_address_space(ctx: &Ctx) -> (Range, Range, Range) {
     let (hole0, hole1) = (ctx.hole_start, ctx.hole_start + ctx.hole_len);
     for e in Lines::new(&buf[..len]) {
         let r = Range { start: e.start as u64, end: e.end as u64 };
-        match e.special {
+        // qemu-user names its vdso [heap] when it lies where the loader's program break starts:
+        // the auxiliary vector says which mapping it is (unmapped, signals would return nowhere).
+        let special = if ctx.vdso_at != 0 && e.start == ctx.vdso_at { Special::Vdso } else { e.special };
+        match special {
             Special::Vdso => vdso = r,
             Special::Vvar => vvar = r,
             Special::VvarVclock => vclock = r,
