@@ -13,3 +13,4 @@ pub mod shared_memory;
 pub mod sockets;
 pub mod staging;
 pub mod sysv;
+pub mod unlinked;

@@ -10,7 +10,7 @@
 use crate::restore_fds::{dev_null, dup_at_least, open_file, put_back_saved_file};
 use crate::shared_memory::SharedObjects;
 use crate::sockets;
-use dmtcp_engine::meta::{AnonFd, FdEntry, FdKind, ProcessMeta, SocketInfo};
+use dmtcp_engine::meta::{is_unlinked, AnonFd, FdEntry, FdKind, ProcessMeta, SocketInfo};
 use std::collections::HashMap;
 use std::os::fd::{IntoRawFd, RawFd};
 use std::path::PathBuf;
@@ -31,6 +31,23 @@ pub struct Staged {
     all: Vec<RawFd>,
     /// The new slave of each recreated pseudo-terminal, by (host, old N of /dev/pts/N).
     pty_slaves: HashMap<(String, u32), RawFd>,
+}
+
+/// A new open file description of `object` (an fd of ours) with `e`'s access mode, O_APPEND
+/// and offset, close-on-exec.
+fn reopen(object: RawFd, e: &FdEntry) -> Option<RawFd> {
+    let acc = e.flags & libc::O_ACCMODE;
+    let path = std::ffi::CString::new(format!("/proc/self/fd/{object}")).ok()?;
+    // SAFETY: opening our own fd's file again through /proc (a new description of the same
+    // object), then lseek on that new fd.
+    unsafe {
+        let fd = libc::open(path.as_ptr(), acc | (e.flags & libc::O_APPEND) | libc::O_CLOEXEC);
+        if fd < 0 {
+            return None;
+        }
+        libc::lseek(fd, e.offset as libc::off_t, libc::SEEK_SET);
+        Some(fd)
+    }
 }
 
 /// (host, pid at checkpoint, fd): an fd anywhere in the computation restarted here.
@@ -55,6 +72,8 @@ struct Builder<'a> {
     mqueues: std::collections::HashSet<(&'a str, &'a str)>,
     /// Pseudo-terminals by (host, N of /dev/pts/N): (master, slave).
     ptys: HashMap<(&'a str, u32), (RawFd, RawFd)>,
+    /// Deleted files and memfds made again from their saved contents, by (host, inode).
+    unlinked: HashMap<(&'a str, u64), RawFd>,
     put_back: Vec<String>,
 }
 
@@ -76,6 +95,7 @@ impl Staged {
             sockets: HashMap::new(),
             ptys: HashMap::new(),
             mqueues: std::collections::HashSet::new(),
+            unlinked: HashMap::new(),
             put_back: Vec::new(),
         };
         let index: HashMap<GlobalFd<'_>, (usize, usize)> = images
@@ -102,6 +122,7 @@ impl Staged {
         b.staged.all.extend(b.fifos.values().copied());
         b.staged.all.extend(b.sockets.values().copied());
         b.staged.all.extend(b.ptys.values().flat_map(|&(m, s)| [m, s]));
+        b.staged.all.extend(b.unlinked.values().copied());
         b.staged.pty_slaves = b.ptys.iter().map(|(&(host, n), &(_, slave))| ((host.to_string(), n), slave)).collect();
         b.staged.all.extend(b.by_root.values().copied());
         b.staged.all.sort_unstable();
@@ -421,13 +442,13 @@ impl<'a> Builder<'a> {
                     None => return self.null_for(e, "is a controlling terminal that cannot be recreated"),
                 }
             }
-            FdKind::File if e.path.starts_with("/memfd:") => match self.memfd_end(i, e) {
-                Some(fd) => self.stage(fd),
-                None => return self.null_for(e, "is a memfd that no restored area maps (its contents are not in the image)"),
-            },
             FdKind::File if e.mqueue.is_some() => match self.mqueue_end(i, e) {
                 Some(fd) => self.stage(fd),
                 None => return self.null_for(e, "is a message queue that cannot be made again"),
+            },
+            FdKind::File if is_unlinked(&e.path) => match self.memfd_end(i, e).or_else(|| self.unlinked_end(i, e)) {
+                Some(fd) => self.stage(fd),
+                None => return self.null_for(e, "is a deleted file or memfd whose contents are not beside the image"),
             },
             FdKind::File | FdKind::CharDevice => {
                 if e.kind == FdKind::File && !self.put_back.contains(&e.path) {
@@ -458,22 +479,31 @@ impl<'a> Builder<'a> {
         fd
     }
 
-    /// A memfd's fd: a description of its own (own offset, own flags) on the object remade
-    /// for the areas that map it.
+    /// A memfd's (or a deleted file's) fd: a description of its own (own offset, own flags) on
+    /// the object remade for the areas that map it.
     fn memfd_end(&self, i: usize, e: &FdEntry) -> Option<RawFd> {
-        let object = self.objects.object_for(&self.images[i].meta.hostname, e.inode)?;
-        let acc = e.flags & libc::O_ACCMODE;
-        let path = std::ffi::CString::new(format!("/proc/self/fd/{object}")).ok()?;
-        // SAFETY: opening our own memfd again through /proc (a new description of the same
-        // object), then lseek on that new fd.
-        unsafe {
-            let fd = libc::open(path.as_ptr(), acc | (e.flags & libc::O_APPEND) | libc::O_CLOEXEC);
-            if fd < 0 {
-                return None;
+        reopen(self.objects.object_for(&self.images[i].meta.hostname, e.inode)?, e)
+    }
+
+    /// A deleted file's or memfd's fd that no area maps: a description of its own on the file
+    /// made once per inode from the contents saved beside the image.
+    fn unlinked_end(&mut self, i: usize, e: &FdEntry) -> Option<RawFd> {
+        let host = self.images[i].meta.hostname.as_str();
+        let object = match self.unlinked.get(&(host, e.inode)) {
+            Some(&fd) => fd,
+            None => {
+                let fd = match crate::unlinked::remake(e, &self.images[i].saved_files) {
+                    Ok(fd) => self.stage(fd?),
+                    Err(err) => {
+                        self.warn(e, &format!("cannot be made again from its saved contents: {err}"));
+                        return None;
+                    }
+                };
+                self.unlinked.insert((host, e.inode), fd);
+                fd
             }
-            libc::lseek(fd, e.offset as libc::off_t, libc::SEEK_SET);
-            Some(fd)
-        }
+        };
+        reopen(object, e)
     }
 
     /// A new pseudo-terminal for each old one whose master is restarted here, with the old

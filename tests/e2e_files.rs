@@ -178,3 +178,33 @@ fn restart_output_on_a_terminal() {
     assert_eq!(code, Some(0), "dmtcp_restart on a pty\n{}", fs::read_to_string(t.join("restart.err")).unwrap_or_default());
     assert_continuation(&before, &after, &expected);
 }
+
+/// A tmpfile() and a memfd that nothing maps keep their contents: through a checkpoint the
+/// program survives (it goes on), a restart, and a restart of that restart; without the saved
+/// contents beside the image the restart says which fd it could not make and goes on.
+#[test]
+fn deleted_files_and_memfds_keep_their_contents() {
+    let t = TempDir::new("unlinked");
+    let Checkpointed { coord, before, image: img, expected, expected_code } = checkpointed_and_killed(&t, "unlinked", &["60"], 10);
+    assert_eq!(expected_code, 0, "uninterrupted run:\n{expected}");
+    assert!(!expected.contains("WRONG"), "uninterrupted run:\n{expected}");
+    let files = dmtcp_engine::meta::saved_files_dir(&img);
+    assert!(fs::read_dir(&files).map(|d| d.count()).unwrap_or(0) == 2, "one saved copy each of the tmpfile and the memfd in {}", files.display());
+
+    let mut first = restart(&t.path, Some(coord.port), &[], &img, "restart1");
+    first.wait_lines(5);
+    coord.checkpoint();
+    first.kill();
+    let k = assert_partial_continuation(&before, &first.out(), &expected);
+    let so_far = format!("{}{}", before.lines().take(k).map(|l| format!("{l}\n")).collect::<String>(), first.out());
+
+    let keep = t.subdir("without-files");
+    copy(&img, &keep.join(img.file_name().expect("image name")));
+    let mut second = restart(&t.path, Some(coord.port), &[], &img, "restart2");
+    assert_eq!(second.wait_code(), 0, "restart of the restart\n--- stderr ---\n{}", second.err());
+    assert_continuation(&so_far, &second.out(), &expected);
+
+    let mut bare = restart(&keep, Some(coord.port), &[], &keep.join(img.file_name().expect("image name")), "restart-bare");
+    let _ = bare.wait_code();
+    assert!(bare.err().contains("whose contents are not beside the image"), "a missing _files directory is reported:\n{}", bare.err());
+}

@@ -330,11 +330,23 @@ impl From<v1::ProcessMeta> for ProcessMeta {
     }
 }
 
-/// Where `dmtcp_launch --ckpt-open-files` keeps the contents of the files open at checkpoint
-/// time: `<image name without .dmtcp>_files/<fd>` beside the image (DMTCP's layout).
+/// Where the contents of open files are kept beside an image: `<image name without
+/// .dmtcp>_files/` (DMTCP's layout). `dmtcp_launch --ckpt-open-files` saves each open file there
+/// as `<fd>`; deleted files and memfds are always saved there (see [`unlinked_name`]).
 pub fn saved_files_dir(image: &std::path::Path) -> std::path::PathBuf {
     let name = image.file_name().and_then(|n| n.to_str()).unwrap_or("ckpt");
     image.with_file_name(format!("{}_files", name.strip_suffix(".dmtcp").unwrap_or(name)))
+}
+
+/// Is an open file's path (readlink of /proc/self/fd/N) one that no name reaches: a deleted
+/// file or a memfd (whose contents only the image can keep)?
+pub fn is_unlinked(path: &str) -> bool {
+    path.ends_with(" (deleted)") || path.starts_with("/memfd:")
+}
+
+/// The name, in [`saved_files_dir`], of the saved contents of the unlinked file with this inode.
+pub fn unlinked_name(inode: u64) -> String {
+    format!("ino-{inode}")
 }
 
 #[cfg(test)]

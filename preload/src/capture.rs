@@ -167,9 +167,9 @@ pub fn write_checkpoint(generation: u64, dir_override: Option<&str>) -> Result<S
             header.auxv_len = auxv.len() as u32;
         }
     }
-    if cfg.ckpt_open_files {
-        crate::open_files::save(&path, &fd_table, cfg.allow_file_overwrite)?;
-    }
+    // A deleted file or memfd mapped MAP_SHARED comes back as the object remade for its areas.
+    let shared_mapped: Vec<u64> = entries.iter().filter(|m| m.perms.shared && dmtcp_engine::meta::is_unlinked(&m.path)).map(|m| m.inode).collect();
+    crate::open_files::save(&path, &fd_table, &shared_mapped, cfg.ckpt_open_files, cfg.allow_file_overwrite)?;
     let thread_table = thread_records();
     let sigs = sigactions();
     let dir = path.parent().map(|p| p.to_path_buf()).unwrap_or_default();
@@ -192,12 +192,10 @@ pub fn write_checkpoint(generation: u64, dir_override: Option<&str>) -> Result<S
         // SAFETY: restores the original protection of the mapping.
         let _ = unsafe { dmtcp_arch::sys::mprotect(start as usize, (end - start) as usize, prot as usize) };
     }
-    if cfg.ckpt_open_files {
-        if result.is_ok() {
-            crate::open_files::commit(&path);
-        } else {
-            crate::open_files::discard(&path);
-        }
+    if result.is_ok() {
+        crate::open_files::commit(&path);
+    } else {
+        crate::open_files::discard(&path);
     }
     result.map_err(|e| e.to_string())?;
     Ok(path.display().to_string())
