@@ -11,7 +11,7 @@
 use crate::cli::fail_rc;
 use crate::locate;
 use clap::Parser;
-use dmtcp_engine::protocol::{self, Command, CommandReply, CommandStatus, FromCoord, PeerInfo, ToCoord, DEFAULT_PORT};
+use dmtcp_engine::protocol::{self, Command, CommandReply, CommandStatus, FromCoord, PeerInfo, TcpEnd, ToCoord, DEFAULT_PORT};
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs::{File, OpenOptions};
 use std::io::{BufRead, Write};
@@ -361,6 +361,12 @@ struct Round {
     /// Workers that have not reported Suspended yet; AllSuspended goes out when it empties.
     unsuspended: BTreeSet<u64>,
     released: bool,
+    /// The TCP ends the workers reported with Suspended, sent to all with AllSuspended.
+    tcp: Vec<TcpEnd>,
+    /// Workers that have not reported Drained yet (filled at AllSuspended); AllDrained goes out
+    /// when it empties after a Drained.
+    undrained: BTreeSet<u64>,
+    drain_released: bool,
     pending: BTreeSet<u64>,
     done: Vec<Done>,
 }
@@ -480,7 +486,22 @@ impl Shared {
         let State { round, workers, .. } = st;
         let Some(r) = round.as_mut().filter(|r| r.unsuspended.is_empty() && !r.released) else { return };
         r.released = true;
-        let msg = FromCoord::AllSuspended { generation: r.generation };
+        r.undrained = r.pending.clone();
+        let msg = FromCoord::AllSuspended { generation: r.generation, tcp: std::mem::take(&mut r.tcp) };
+        for id in &r.pending {
+            if let Some(w) = workers.get_mut(id) {
+                send_to(w, &msg);
+            }
+        }
+    }
+
+    /// Third barrier, only when some TCP connection is drained (every worker then reports
+    /// Drained): once all have, every drained connection's bytes are on its reading side.
+    fn release_if_all_drained(&self, st: &mut State) {
+        let State { round, workers, .. } = st;
+        let Some(r) = round.as_mut().filter(|r| r.released && r.undrained.is_empty() && !r.drain_released) else { return };
+        r.drain_released = true;
+        let msg = FromCoord::AllDrained { generation: r.generation };
         for id in &r.pending {
             if let Some(w) = workers.get_mut(id) {
                 send_to(w, &msg);
@@ -506,7 +527,17 @@ impl Shared {
         st.generation += 1;
         let generation = st.generation;
         let ckpt_dir = self.opts.ckpt_dir.as_ref().map(|d| d.to_string_lossy().into_owned());
-        let mut round = Round { generation, kill_after, unsuspended: BTreeSet::new(), released: false, pending: BTreeSet::new(), done: Vec::new() };
+        let mut round = Round {
+            generation,
+            kill_after,
+            unsuspended: BTreeSet::new(),
+            released: false,
+            tcp: Vec::new(),
+            undrained: BTreeSet::new(),
+            drain_released: false,
+            pending: BTreeSet::new(),
+            done: Vec::new(),
+        };
         let msg = FromCoord::DoCheckpoint { generation, ckpt_dir };
         for (id, w) in st.workers.iter_mut() {
             if send_to(w, &msg) {
@@ -758,11 +789,20 @@ impl Shared {
                         self.request_exit(&mut st, 0);
                     }
                 }
-                Ok(ToCoord::Suspended { generation }) => {
+                Ok(ToCoord::Suspended { generation, tcp }) => {
                     let mut st = self.lock();
                     if let Some(r) = st.round.as_mut().filter(|r| r.generation == generation) {
                         if r.unsuspended.remove(&id) {
+                            r.tcp.extend(tcp);
                             self.release_if_all_suspended(&mut st);
+                        }
+                    }
+                }
+                Ok(ToCoord::Drained { generation }) => {
+                    let mut st = self.lock();
+                    if let Some(r) = st.round.as_mut().filter(|r| r.generation == generation) {
+                        if r.undrained.remove(&id) {
+                            self.release_if_all_drained(&mut st);
                         }
                     }
                 }
@@ -777,8 +817,13 @@ impl Shared {
             if r.pending.remove(&id) {
                 r.done.push(Done { host, image: String::new(), error: Some(format!("{what} disconnected during the checkpoint")) });
             }
-            if r.unsuspended.remove(&id) {
+            let (was_unsuspended, was_undrained) = (r.unsuspended.remove(&id), r.undrained.remove(&id));
+            if was_unsuspended {
                 self.release_if_all_suspended(&mut st);
+            }
+            // (In a round without drained connections nobody waits for AllDrained: harmless.)
+            if was_undrained {
+                self.release_if_all_drained(&mut st);
             }
         }
         self.note(&format!("disconnected: {what} (peers: {})", st.workers.len()));

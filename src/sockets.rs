@@ -68,9 +68,20 @@ fn bind_unix(fd: RawFd, name: &[u8], cwd: &str, mode: Option<u32>) -> bool {
 }
 
 /// A TCP listener on its old address (SO_REUSEADDR: the killed process's connections may linger).
-pub fn tcp_listener(local: &str) -> Option<RawFd> {
-    let addr: SocketAddr = local.parse().ok()?;
-    TcpListener::bind(addr).ok().map(|l| l.into_raw_fd())
+pub fn tcp_listener(local: &str) -> std::io::Result<RawFd> {
+    let addr: SocketAddr = local.parse().map_err(|_| std::io::Error::from(std::io::ErrorKind::InvalidInput))?;
+    // The killed processes' connections on this port may still be closing (FIN_WAIT, LAST_ACK:
+    // states that SO_REUSEADDR does not pass over); they end within moments on their own.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        match TcpListener::bind(addr) {
+            Ok(l) => return Ok(l.into_raw_fd()),
+            Err(e) if e.kind() == std::io::ErrorKind::AddrInUse && std::time::Instant::now() < deadline => {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            Err(e) => return Err(e),
+        }
+    }
 }
 
 /// A UDP socket bound to its old address and connected to its old peer, if it had them, with

@@ -283,21 +283,56 @@ fn set_nonblock(fd: RawFd, on: bool) {
 }
 
 /// Write all of `data` to `fd` (non-blocking: a full pipe or socket is reported, not waited on).
+/// Write all of `data` to a non-blocking fd whose reader does not run yet: what does not fit in
+/// a moment fails (EAGAIN) rather than waiting forever.
 fn write_all_now(fd: RawFd, data: &[u8]) -> std::io::Result<()> {
     let mut done = 0;
+    let mut stalls = 0;
     while done < data.len() {
         // SAFETY: writing from our buffer.
         let n = unsafe { libc::write(fd, data[done..].as_ptr().cast(), data.len() - done) };
         if n < 0 {
             let e = std::io::Error::last_os_error();
-            if e.kind() == std::io::ErrorKind::Interrupted {
-                continue;
+            match e.kind() {
+                std::io::ErrorKind::Interrupted => continue,
+                // A TCP window opens as the peer's kernel takes data in: give it a moment.
+                std::io::ErrorKind::WouldBlock if stalls < 100 => {
+                    stalls += 1;
+                    let mut p = libc::pollfd { fd, events: libc::POLLOUT, revents: 0 };
+                    // SAFETY: poll on one pollfd of ours.
+                    unsafe { libc::poll(&mut p, 1, 10) };
+                    continue;
+                }
+                _ => return Err(e),
             }
-            return Err(e);
         }
+        stalls = 0;
         done += n as usize;
     }
     Ok(())
+}
+
+/// Socket buffers large enough for `len` bytes written through `from` before `to` reads any
+/// (a drained TCP connection can hold more than a new one's default buffers): the privileged
+/// FORCE options where allowed, else the plain ones (capped by net.core.[rw]mem_max).
+fn make_room(from: RawFd, to: RawFd, len: usize) {
+    const DEFAULT_ROOM: usize = 64 << 10;
+    if len <= DEFAULT_ROOM {
+        return;
+    }
+    let v = libc::c_int::try_from(len).unwrap_or(libc::c_int::MAX);
+    let set = |fd: RawFd, opt: libc::c_int| {
+        // SAFETY: setsockopt with one int.
+        unsafe {
+            libc::setsockopt(fd, libc::SOL_SOCKET, opt, (&v as *const libc::c_int).cast(), std::mem::size_of::<libc::c_int>() as libc::socklen_t) == 0
+        }
+    };
+    if !set(from, libc::SO_SNDBUFFORCE) {
+        set(from, libc::SO_SNDBUF);
+    }
+    if !set(to, libc::SO_RCVBUFFORCE) {
+        set(to, libc::SO_RCVBUF);
+    }
 }
 
 /// A new pseudo-terminal (master, slave) with the settings and window size of `p`, `output`
@@ -665,7 +700,13 @@ impl<'a> Builder<'a> {
             libc::AF_UNIX if peer_unknown(info) => return None,
             libc::AF_UNIX if info.listening || info.peer_inode.is_none() => sockets::unix_unconnected(info, &self.images[i].meta.cwd)?,
             libc::AF_UNIX => return self.unix_pair(host, e, info),
-            libc::AF_INET | libc::AF_INET6 if info.listening => sockets::tcp_listener(info.local.as_deref()?)?,
+            libc::AF_INET | libc::AF_INET6 if info.listening => {
+                let local = info.local.as_deref()?;
+                match sockets::tcp_listener(local) {
+                    Ok(fd) => fd,
+                    Err(err) => return Some(self.null_for(e, &format!("is a TCP listener that cannot listen on {local} again ({err})"))),
+                }
+            }
             libc::AF_INET | libc::AF_INET6 if info.sock_type == libc::SOCK_STREAM => return self.tcp_pair(host, e, info),
             libc::AF_INET | libc::AF_INET6 => sockets::udp(info, &e.queued)?,
             _ => return None,
@@ -708,9 +749,11 @@ impl<'a> Builder<'a> {
     fn finish_pair(&mut self, host: &'a str, e: &FdEntry, (mine, peer, theirs): (RawFd, u64, RawFd)) -> RawFd {
         let (mine, theirs) = (self.stage(mine), self.stage(theirs));
         // What was queued on an end is sent again from the other one.
-        for (from, inode) in [(theirs, e.inode), (mine, peer)] {
+        for (from, to, inode) in [(theirs, mine, e.inode), (mine, theirs, peer)] {
+            let queued = queued_for(self.images, host, inode);
+            make_room(from, to, queued.iter().map(Vec::len).sum());
             set_nonblock(from, true);
-            for msg in queued_for(self.images, host, inode) {
+            for msg in queued {
                 if let Err(err) = write_all_now(from, msg) {
                     if !self.quiet {
                         eprintln!("{PROG}: fd {} ({}): data queued on the socket cannot be put back: {err}", e.fd, e.path);

@@ -84,6 +84,27 @@ fn listeners_and_connections_between_processes_survive() {
     let _ = restart_script_continues(&k);
 }
 
+/// A TCP connection between parent and child, full both ways (receive queues and send queues),
+/// loses no byte: through the checkpoint the program goes on after (drained, then refilled),
+/// and through the restart (the drained bytes are in the image).
+#[test]
+fn tcp_connection_full_both_ways_is_drained_and_refilled() {
+    let t = TempDir::new("tcpflood");
+    let prog = fixture("tcpflood");
+    let expected = run_plain_bg(&prog, &["150"], &t.subdir("plain"));
+    let coord = Coord::start();
+    let mut run = launch(&t.path, &LaunchOpts { port: Some(coord.port), ..Default::default() }, &prog, &["150"]);
+    run.wait_lines(25);
+    coord.checkpoint();
+    let code = run.wait_code();
+    let (exp, exp_code) = expected.join().expect("uninterrupted run");
+    assert!(exp.ends_with("150 ok\nchild exit=0\n") && exp_code == 0, "uninterrupted run:\n{exp}");
+    assert_eq!((run.out(), code), (exp.clone(), 0), "the run that went on after the checkpoint\n--- stderr ---\n{}", run.err());
+    let mut again = restart_with(&t.path, std::process::Command::new(restart_script(&t.path)), "restart");
+    assert_eq!(again.wait_code(), 0, "the restart\n--- stdout ---\n{}--- stderr ---\n{}", again.out(), again.err());
+    assert_continuation(&run.out(), &again.out(), &exp);
+}
+
 /// MAP_SHARED anonymous memory, a memfd and a file mapped by a parent and its child stay shared
 /// after the restart: the two go on in lockstep through it (each with a copy, the parent would stop).
 #[test]

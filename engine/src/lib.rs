@@ -6,5 +6,6 @@ pub mod meta;
 pub mod pidmap;
 pub mod procfs;
 pub mod protocol;
+pub mod tcp_pairs;
 
 pub use dmtcp_layout as layout;

@@ -95,9 +95,14 @@ pub enum ToCoord {
     RequestCheckpoint,
     /// dmtcp_command.
     Command(Command),
-    /// Every thread of this process is parked for checkpoint `generation`.
-    Suspended { generation: u64 },
+    /// Every thread of this process is parked for checkpoint `generation`; `tcp`: the ends of
+    /// TCP connections it holds (crate::tcp_pairs).
+    Suspended { generation: u64, tcp: Vec<TcpEnd> },
+    /// Every TCP connection this process drains has nothing left in its own send queues.
+    Drained { generation: u64 },
 }
+
+pub use crate::tcp_pairs::TcpEnd;
 
 /// Messages from the coordinator.
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
@@ -118,6 +123,13 @@ pub enum FromCoord {
     /// Every process of round `generation` is suspended: what sits in pipes and sockets between
     /// them can be read now, before the images are written.
     AllSuspended {
+        generation: u64,
+        /// Every process's TCP ends, from their Suspended messages.
+        tcp: Vec<TcpEnd>,
+    },
+    /// Every process of round `generation` reported Drained: each drained connection's data is
+    /// all on the reading side now.
+    AllDrained {
         generation: u64,
     },
 }

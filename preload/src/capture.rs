@@ -146,6 +146,12 @@ pub fn write_checkpoint(generation: u64, dir_override: Option<&str>) -> Result<S
     let coord_fd = ckpt::COORD_FD.load(Acquire);
     let mut fd_table = fds::read_self_fds(&[coord_fd, crate::pids::MAP_FD.load(Acquire)]).map_err(|e| format!("cannot read /proc/self/fd: {e}"))?;
     fd_state::complete(&mut fd_table);
+    for e in fd_table.iter_mut() {
+        // A drained TCP connection: its bytes were read out (the queue peeked is empty now).
+        if let Some(bytes) = crate::tcp_drain::drained_from(e.fd) {
+            e.queued = if bytes.is_empty() { Vec::new() } else { vec![bytes] };
+        }
+    }
     for shared in fd_table.iter_mut().filter_map(|e| e.shares.as_mut()) {
         shared.pid = crate::pids::to_virtual(shared.pid);
     }

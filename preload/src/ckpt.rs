@@ -168,7 +168,7 @@ unsafe impl Sync for RestartInfoCell {}
 // so that fields the loader gains later need no change here).
 pub static RESTART_INFO: RestartInfoCell = RestartInfoCell(UnsafeCell::new(unsafe { core::mem::zeroed() }));
 
-fn warn(msg: &str) {
+pub(crate) fn warn(msg: &str) {
     if !config::get().quiet {
         eprintln!("[dmtcp] {msg}");
     }
@@ -293,7 +293,10 @@ fn run(mut stream: TcpStream) {
     }
 }
 
-fn kill_process() -> ! {
+pub(crate) fn kill_process() -> ! {
+    // A drained TCP connection's queue is empty, so its close would be graceful and leave the
+    // port in TIME_WAIT, which a listener restarted on it cannot bind over: reset them instead.
+    crate::tcp_drain::reset_connections();
     // SAFETY: kill(getpid(), SIGKILL) has no memory effects.
     unsafe { libc::kill(libc::getpid(), libc::SIGKILL) };
     dmtcp_arch::sys::exit_group(137)
@@ -367,6 +370,7 @@ fn checkpoint_round(stream: &mut TcpStream, generation: u64, ckpt_dir: Option<St
     // Hooks run before the threads do (DMTCP's order), so they must not wait for a lock a
     // suspended thread may hold (docs/plugins.md).
     plugin::deliver(plugin::EVENT_RESUME, 0);
+    crate::tcp_drain::refill();
     threads::resume_all();
     open_gate();
     notify_waiters();
@@ -375,13 +379,19 @@ fn checkpoint_round(stream: &mut TcpStream, generation: u64, ckpt_dir: Option<St
 
 /// Barrier: what is queued in a pipe or socket between two processes is read only once neither
 /// of them runs. A coordinator that goes away ends the wait (this image is written anyway).
+/// Then the TCP connections between processes are drained (tcp_drain.rs).
 fn wait_all_suspended(stream: &mut TcpStream, generation: u64) {
-    if protocol::send(stream, &ToCoord::Suspended { generation }).is_err() {
+    let mine = crate::tcp_drain::my_ends(&[stream.as_raw_fd(), crate::pids::MAP_FD.load(Acquire)]);
+    let tcp = mine.iter().map(|(_, e)| e.clone()).collect();
+    if protocol::send(stream, &ToCoord::Suspended { generation, tcp }).is_err() {
         return;
     }
     loop {
         match protocol::recv::<_, FromCoord>(stream) {
-            Ok(FromCoord::AllSuspended { generation: g }) if g == generation => return,
+            Ok(FromCoord::AllSuspended { generation: g, tcp }) if g == generation => {
+                crate::tcp_drain::drain(stream, generation, &mine, &tcp);
+                return;
+            }
             Ok(FromCoord::Kill) => kill_process(),
             Ok(_) => {}
             Err(_) => return,

@@ -17,6 +17,7 @@ mod proc_paths;
 mod protected_fds;
 mod restart_settings;
 mod sysv;
+mod tcp_drain;
 mod thread_timers;
 mod threads;
 mod timers;

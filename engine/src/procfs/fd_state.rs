@@ -112,6 +112,21 @@ fn socket_info(fd: i32, inode: u64) -> SocketInfo {
     info
 }
 
+/// A connected TCP socket's inode and (local, peer) addresses as "ip:port"; None for any other fd.
+pub fn tcp_connection(fd: i32) -> Option<(u64, String, String)> {
+    // SAFETY: stat is plain data that fstat fills.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: a valid pointer to st.
+    if unsafe { libc::fstat(fd, &mut st) } != 0 || st.st_mode & libc::S_IFMT != libc::S_IFSOCK {
+        return None;
+    }
+    let info = socket_info(fd, st.st_ino as u64);
+    if !matches!(info.family, libc::AF_INET | libc::AF_INET6) || info.sock_type != libc::SOCK_STREAM || info.listening {
+        return None;
+    }
+    Some((st.st_ino as u64, info.local?, info.remote?))
+}
+
 struct Addr {
     ip: Option<String>,
     unix_name: Option<Vec<u8>>,
@@ -440,7 +455,8 @@ fn kcmp_file(pid1: libc::pid_t, pid2: libc::pid_t, fd1: i32, fd2: i32) -> bool {
 fn find_shared(entries: &mut [FdEntry]) {
     // SAFETY: getpid/getppid have no memory effects.
     let (me, parent) = unsafe { (libc::getpid(), libc::getppid()) };
-    let parent_fds = parent_table(parent);
+    // (Never our own table as the parent's: an fd would then share with itself.)
+    let parent_fds = if parent == me { Vec::new() } else { parent_table(parent) };
     for i in 0..entries.len() {
         let (earlier, rest) = entries.split_at_mut(i);
         let e = &mut rest[0];
