@@ -1,7 +1,8 @@
 //! Pid virtualization: a parent, its thread and its child keep the pids and tids they saw when
 //! their old pids are taken by other processes at restart time (the restart gives them new
 //! ones), through a second checkpoint and restart too; a program executed without the
-//! checkpoint library after the restart still runs and is waited for.
+//! checkpoint library after the restart still runs and is waited for, and so does a set-user-id
+//! program (which the dynamic loader runs without LD_PRELOAD).
 
 mod common;
 
@@ -92,4 +93,43 @@ fn pids_survive_restarts_onto_new_pids() {
     assert!(!all.contains("FAIL"), "a pid check failed after a restart:\n{all}\n--- stderr ---\n{}{}", first.err(), second.err());
     assert_eq!(code, 0, "the restarted program's exit code\n--- stderr ---\n{}", second.err());
     assert_concat(&format!("{before}{after_first}"), &second.out(), &exp);
+}
+
+/// A set-user-id program executed by a process of the computation runs without the library (the
+/// dynamic loader ignores LD_PRELOAD for it), before the checkpoint and after the restart, and
+/// its parent waits for it. Needs root (to make a program set-user-id to nobody).
+#[test]
+fn a_setuid_program_runs_without_the_library() {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("note: not root: the set-user-id case is not tested");
+        return;
+    }
+    use std::os::unix::fs::PermissionsExt;
+    let t = TempDir::new("setuid");
+    let prog = fixture_against_header("vpids", "vpids", &[]);
+    let helper = t.path.join("secure_exit");
+    std::fs::copy(fixture("secure_exit"), &helper).expect("copy the helper");
+    std::os::unix::fs::chown(&helper, Some(65534), Some(65534)).expect("chown nobody");
+    std::fs::set_permissions(&helper, std::fs::Permissions::from_mode(0o4755)).expect("chmod u+s");
+    if std::process::Command::new(&helper).arg("9").status().ok().and_then(|s| s.code()) != Some(9) {
+        // qemu-user through binfmt_misc without the C flag runs it with the caller's credentials.
+        eprintln!("note: set-user-id programs do not run set-user-id here: the case is not tested");
+        return;
+    }
+    let args = ["40", helper.to_str().unwrap(), "9"];
+    let (exp, code) = run_plain(&prog, &args, &t.subdir("plain"));
+    assert!(code == 0 && exp.ends_with("helper waited=1 status=9\n"), "uninterrupted run ({code}):\n{exp}");
+
+    let coord = Coord::start();
+    let mut run = launch(&t.path, &LaunchOpts { port: Some(coord.port), ..Default::default() }, &prog, &args);
+    run.wait_lines(5);
+    coord.kcheckpoint();
+    let _ = run.proc.wait();
+    reap_orphans();
+    let before = run.out();
+    let mut again = restart_with(&t.path, std::process::Command::new(restart_script(&t.path)), "restart");
+    let code = again.wait_code();
+    assert_eq!(code, 0, "the restart\n--- stdout ---\n{}--- stderr ---\n{}", again.out(), again.err());
+    assert_concat(&before, &again.out(), &exp);
 }
