@@ -8,6 +8,9 @@ mod common;
 
 use common::*;
 
+/// 64-bit time on 32-bit CPUs too: the fixture's wait4 is then glibc's __wait4_time64.
+const VPIDS_FLAGS: &[&str] = &["-D_FILE_OFFSET_BITS=64", "-D_TIME_BITS=64"];
+
 /// Processes that hold pids (tests/fixtures/squat.c) until dropped.
 struct Squatters(Vec<i32>);
 
@@ -55,7 +58,7 @@ fn child_of(pid: i32) -> i32 {
 #[test]
 fn pids_survive_restarts_onto_new_pids() {
     let t = TempDir::new("vpids");
-    let prog = fixture_against_header("vpids", "vpids", &[]);
+    let prog = fixture_against_header("vpids", "vpids", VPIDS_FLAGS);
     let nocheckpoint = bin_dir().join("dmtcp_nocheckpoint");
     let helper = [nocheckpoint.to_str().unwrap(), "/bin/sh", "-c", "exit 9"];
     let args: Vec<&str> = ["150"].into_iter().chain(helper).collect();
@@ -107,7 +110,7 @@ fn a_setuid_program_runs_without_the_library() {
     }
     use std::os::unix::fs::PermissionsExt;
     let t = TempDir::new("setuid");
-    let prog = fixture_against_header("vpids", "vpids", &[]);
+    let prog = fixture_against_header("vpids", "vpids", VPIDS_FLAGS);
     let helper = t.path.join("secure_exit");
     std::fs::copy(fixture("secure_exit"), &helper).expect("copy the helper");
     std::os::unix::fs::chown(&helper, Some(65534), Some(65534)).expect("chown nobody");

@@ -24,6 +24,8 @@ next_definitions! {
     GETPGID = c"getpgid", GETSID = c"getsid", SETSID = c"setsid", SETPGID = c"setpgid",
     KILL = c"kill", KILLPG = c"killpg", TGKILL = c"tgkill", SIGQUEUE = c"sigqueue",
     WAITPID = c"waitpid", WAIT = c"wait", WAIT3 = c"wait3", WAIT4 = c"wait4", WAITID = c"waitid",
+    // 32-bit CPUs' 64-bit-time variants (glibc 2.34+; what wait3/wait4 name with _TIME_BITS=64).
+    WAIT3_TIME64 = c"__wait3_time64", WAIT4_TIME64 = c"__wait4_time64",
     TCGETPGRP = c"tcgetpgrp", TCSETPGRP = c"tcsetpgrp", TCGETSID = c"tcgetsid", FORK = c"fork",
     SCHED_GETAFFINITY = c"sched_getaffinity", SCHED_SETAFFINITY = c"sched_setaffinity",
     SCHED_GETSCHEDULER = c"sched_getscheduler", SCHED_SETSCHEDULER = c"sched_setscheduler",
@@ -185,6 +187,36 @@ pub unsafe extern "C" fn wait4(pid: pid_t, status: *mut c_int, options: c_int, u
         WAIT4,
         c"wait4",
         unsafe extern "C" fn(pid_t, *mut c_int, c_int, *mut libc::rusage) -> pid_t,
+        -1,
+        (real_arg(pid), status, options, usage)
+    );
+    reaped(r, status, options)
+}
+
+/// # Safety
+/// As wait3(2); `usage` is a struct __rusage64.
+#[cfg(target_pointer_width = "32")]
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn __wait3_time64(status: *mut c_int, options: c_int, usage: *mut core::ffi::c_void) -> pid_t {
+    let r = call_next!(
+        WAIT3_TIME64,
+        c"__wait3_time64",
+        unsafe extern "C" fn(*mut c_int, c_int, *mut core::ffi::c_void) -> pid_t,
+        -1,
+        (status, options, usage)
+    );
+    reaped(r, status, options)
+}
+
+/// # Safety
+/// As wait4(2); `usage` is a struct __rusage64.
+#[cfg(target_pointer_width = "32")]
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn __wait4_time64(pid: pid_t, status: *mut c_int, options: c_int, usage: *mut core::ffi::c_void) -> pid_t {
+    let r = call_next!(
+        WAIT4_TIME64,
+        c"__wait4_time64",
+        unsafe extern "C" fn(pid_t, *mut c_int, c_int, *mut core::ffi::c_void) -> pid_t,
         -1,
         (real_arg(pid), status, options, usage)
     );
