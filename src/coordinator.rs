@@ -579,7 +579,8 @@ impl Shared {
                 }
             }
         } else {
-            message = format!("checkpoint {generation} failed: {}", errors.join("; "));
+            let why = if errors.is_empty() { "no process of the computation was left to checkpoint".to_string() } else { errors.join("; ") };
+            message = format!("checkpoint {generation} failed: {why}");
             self.warn(&message);
         }
         let exit = ok && self.opts.exit_after_ckpt;
@@ -813,11 +814,18 @@ impl Shared {
         }
         let mut st = self.lock();
         st.workers.remove(&id);
+        let mut ended_early = false;
         if let Some(r) = st.round.as_mut() {
-            if r.pending.remove(&id) {
-                r.done.push(Done { host, image: String::new(), error: Some(format!("{what} disconnected during the checkpoint")) });
-            }
             let (was_unsuspended, was_undrained) = (r.unsuspended.remove(&id), r.undrained.remove(&id));
+            if r.pending.remove(&id) {
+                if was_unsuspended {
+                    // It exited or executed another program before it stopped for this round
+                    // (a shell's short-lived child): it is not part of this checkpoint, as in DMTCP.
+                    ended_early = true;
+                } else {
+                    r.done.push(Done { host, image: String::new(), error: Some(format!("{what} disconnected during the checkpoint")) });
+                }
+            }
             if was_unsuspended {
                 self.release_if_all_suspended(&mut st);
             }
@@ -825,6 +833,9 @@ impl Shared {
             if was_undrained {
                 self.release_if_all_drained(&mut st);
             }
+        }
+        if ended_early {
+            self.note(&format!("{what} ended before it was suspended: not in this checkpoint"));
         }
         self.note(&format!("disconnected: {what} (peers: {})", st.workers.len()));
         if self.opts.exit_on_last && st.joined_ever && st.workers.is_empty() {

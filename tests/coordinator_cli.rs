@@ -125,6 +125,17 @@ fn json(o: &Output) -> serde_json::Value {
     serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("bad JSON {:?}: {e}", stdout(o)))
 }
 
+/// How a fake worker answers DoCheckpoint.
+#[derive(Clone, Copy, PartialEq)]
+enum Answer {
+    /// With an image (CheckpointDone).
+    Image,
+    /// It reports itself suspended, then nothing (as a process that dies while writing).
+    Suspended,
+    /// Nothing at all (as a process that exits before it stops).
+    Nothing,
+}
+
 /// A fake libdmtcp checkpoint thread: joins, answers DoCheckpoint with an image file it creates
 /// (after `delay`), and forwards every message it gets to `rx`.
 struct Worker {
@@ -135,10 +146,10 @@ struct Worker {
 
 impl Worker {
     fn join(port: u16, image_dir: &Path, prog: &str, interval: u32, delay: Duration) -> Worker {
-        Self::join_with(port, image_dir, prog, interval, delay, true)
+        Self::join_with(port, image_dir, prog, interval, delay, Answer::Image)
     }
 
-    fn join_with(port: u16, image_dir: &Path, prog: &str, interval: u32, delay: Duration, answer: bool) -> Worker {
+    fn join_with(port: u16, image_dir: &Path, prog: &str, interval: u32, delay: Duration, answer: Answer) -> Worker {
         let mut stream = TcpStream::connect(("127.0.0.1", port)).expect("connect to coordinator");
         let hello =
             ToCoord::Hello { unique_pid: format!("{prog}-uid"), pid: 4242, prog: prog.into(), hostname: hostname(), restarted: false, interval };
@@ -158,7 +169,10 @@ impl Worker {
                 if let FromCoord::DoCheckpoint { generation, ref ckpt_dir } = msg {
                     let d = ckpt_dir.as_ref().map(PathBuf::from).unwrap_or_else(|| dir.clone());
                     let image = d.join(format!("ckpt_{prog}_{generation}.dmtcp"));
-                    if answer {
+                    if answer == Answer::Suspended {
+                        let _ = protocol::send(&mut r, &ToCoord::Suspended { generation, tcp: Vec::new() });
+                    }
+                    if answer == Answer::Image {
                         std::thread::sleep(delay);
                         let _ = std::fs::write(&image, b"fake image");
                         flag.store(true, Ordering::SeqCst);
@@ -421,10 +435,11 @@ fn checkpoint_without_peers_and_failed_checkpoint() {
     assert_eq!(out.status.code(), Some(99));
     assert_eq!(json(&out)["command_status"], "DMT_COORD_NO_PEERS");
 
-    // A worker that vanishes mid-checkpoint fails the checkpoint; the others resume.
+    // A worker that vanishes mid-checkpoint (suspended, before its image) fails the checkpoint;
+    // the others resume.
     let images = TempDir::new("img");
     let good = Worker::join(coord.port, &images.0, "good", 0, Duration::ZERO);
-    let bad = Worker::join_with(coord.port, &images.0, "bad", 0, Duration::ZERO, false);
+    let bad = Worker::join_with(coord.port, &images.0, "bad", 0, Duration::ZERO, Answer::Suspended);
     let port = coord.port;
     let bc = std::thread::spawn(move || command(port, &["-bc", "--json"]));
     bad.expect("DoCheckpoint", |m| matches!(m, FromCoord::DoCheckpoint { .. }));
@@ -442,6 +457,16 @@ fn checkpoint_without_peers_and_failed_checkpoint() {
     assert!(!images.0.join("dmtcp_restart_script.sh").exists());
     // And the coordinator still works.
     assert!(stdout(&command(coord.port, &["-s"])).contains("NUM_PEERS=1"));
+
+    // One that ends before it stops for the round (exit, exec) is just not in the checkpoint.
+    let gone = Worker::join_with(coord.port, &images.0, "gone", 0, Duration::ZERO, Answer::Nothing);
+    let bc = std::thread::spawn(move || command(port, &["-bc", "--json"]));
+    gone.expect("DoCheckpoint", |m| matches!(m, FromCoord::DoCheckpoint { .. }));
+    drop(gone);
+    let out = bc.join().expect("dmtcp_command thread");
+    assert_eq!(out.status.code(), Some(0), "{}", stdout(&out));
+    good.expect("Resume", |m| *m == FromCoord::Resume);
+    assert!(images.0.join("dmtcp_restart_script.sh").exists());
 }
 
 #[test]
