@@ -8,10 +8,11 @@ pub mod writer;
 use dmtcp_layout::LayoutError;
 use std::path::{Path, PathBuf};
 
-/// Most bytes of record tables or metadata a reader accepts before allocating: a corrupted
-/// length must not make us allocate gigabytes.
+/// Most bytes of record tables or metadata a reader accepts before allocating: a crafted length
+/// must not make us allocate without bound (a corrupted one fails the header checksum first).
+/// The metadata holds what was queued in pipes and sockets and drained from TCP connections.
 pub const MAX_TABLES_LEN: u64 = 512 << 20;
-pub const MAX_META_LEN: u64 = 64 << 20;
+pub const MAX_META_LEN: u64 = 1 << 30;
 
 /// Everything that can go wrong writing or reading an image. Each message is one sentence that
 /// starts with the file it is about.

@@ -108,12 +108,19 @@ fn read_front(r: &mut dyn Read, path: &Path, compressed: bool, file_len: u64) ->
             format!("record tables ({tables_len} bytes) or metadata ({} bytes) larger than any real image", header.meta_len),
         ));
     }
-    let mut tables = vec![0u8; tables_len as usize];
+    // Fallible: a 32-bit restart may not find room for the largest lengths accepted above.
+    let zeroed = |len: u64, what: &str| -> Result<Vec<u8>, ImageError> {
+        let mut v = Vec::new();
+        v.try_reserve_exact(len as usize).map_err(|_| corrupted(path, format!("no memory for {len} bytes of {what}")))?;
+        v.resize(len as usize, 0);
+        Ok(v)
+    };
+    let mut tables = zeroed(tables_len, "record tables")?;
     read_exact(r, &mut tables, path)?;
     if crc32(&tables) != header.tables_crc {
         return Err(layout(LayoutError::BadChecksum { what: "record tables" }));
     }
-    let mut meta_bytes = vec![0u8; header.meta_len as usize];
+    let mut meta_bytes = zeroed(header.meta_len, "process metadata")?;
     read_exact(r, &mut meta_bytes, path)?;
     if crc32(&meta_bytes) != header.meta_crc {
         return Err(layout(LayoutError::BadChecksum { what: "process metadata" }));

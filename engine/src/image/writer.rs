@@ -113,6 +113,18 @@ fn plan(img: &mut ImageContents, path: &Path) -> Result<(Vec<u8>, Vec<u8>), Imag
     }
     u32::try_from(strtab.len()).map_err(|_| too_big())?;
     let meta = postcard::to_allocvec(img.meta).map_err(|source| ImageError::Meta { path: path.to_path_buf(), source })?;
+    if meta.len() as u64 > super::MAX_META_LEN {
+        // A reader would refuse it: better no new image (the previous one stays) than one that
+        // cannot be restarted.
+        return Err(ImageError::InvalidContents {
+            path: path.to_path_buf(),
+            what: format!(
+                "{} MiB of metadata (queued and drained bytes) is over the {} MiB a reader accepts",
+                meta.len() >> 20,
+                super::MAX_META_LEN >> 20
+            ),
+        });
+    }
     let h = &mut img.header;
     h.major = FORMAT_MAJOR;
     h.minor = FORMAT_MINOR;
