@@ -167,3 +167,24 @@ fn unreaped_children_are_reaped_after_restart() {
     assert!(!r.err().contains("cannot be made again"), "{}", r.err());
     assert_concat(&before, &r.out(), &expected);
 }
+
+/// exec while a checkpoint is under way waits for it (DMTCP's behaviour): the process is in the
+/// image as it was before its exec, and executes once the checkpoint is over, and again after a
+/// restart. (Without the hold it would leave the round and the checkpoint would have no process.)
+#[test]
+fn exec_waits_for_a_checkpoint_under_way() {
+    let t = TempDir::new("execheld");
+    let prog = fixture_against_header("execheld", "execheld", &[]);
+    let (exp, code) = run_plain(&prog, &[], &t.subdir("plain"));
+    assert_eq!((exp.as_str(), code), ("window\nafter exec\n", 0), "uninterrupted run");
+    let coord = Coord::start();
+    let mut run = launch(&t.path, &LaunchOpts { port: Some(coord.port), ..Default::default() }, &prog, &[]);
+    run.wait_lines(1);
+    coord.checkpoint();
+    assert_eq!(run.wait_code(), 0, "the launched run\n--- stderr ---\n{}", run.err());
+    assert_eq!(run.out(), exp);
+    let img = image(&t.path, "execheld");
+    let mut again = restart(&t.path, Some(coord.port), &[], &img, "restart");
+    assert_eq!(again.wait_code(), 0, "the restart\n--- stderr ---\n{}", again.err());
+    assert_eq!(again.out(), "after exec\n");
+}

@@ -407,6 +407,7 @@ fn after_restart(stream: &mut TcpStream) {
     // SAFETY: PR_SET_NAME reads a NUL-terminated name of at most 16 bytes.
     unsafe { libc::prctl(libc::PR_SET_NAME, c"dmtcp_ckpt".as_ptr()) };
     let me = dmtcp_arch::sys::gettid();
+    crate::exec::note_owner();
     threads::replace_thread(CKPT_TID.swap(me, AcqRel), me);
     threads::wait_restored_checkins(NUM_PARKED.load(Acquire));
     // SAFETY: the loader wrote RESTART_INFO before any thread ran.

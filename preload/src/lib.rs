@@ -9,6 +9,7 @@ mod api;
 mod capture;
 mod ckpt;
 mod config;
+mod exec;
 mod open_files;
 mod pid_wrappers;
 mod pids;

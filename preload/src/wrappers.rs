@@ -41,6 +41,8 @@ pub fn resolve_all() {
     crate::pid_wrappers::resolve();
     crate::proc_paths::resolve();
     crate::thread_timers::resolve();
+    crate::exec::resolve();
+    crate::exec::note_owner();
     // SAFETY: registering handlers that only touch our allocator lock and atomics.
     unsafe { libc::pthread_atfork(Some(before_fork), Some(after_fork_parent), Some(after_fork_child)) };
     let mut key: libc::pthread_key_t = 0;
@@ -59,6 +61,7 @@ extern "C" fn after_fork_parent() {
 }
 
 extern "C" fn after_fork_child() {
+    crate::exec::note_owner();
     crate::ALLOC.unlock_after_fork();
     crate::threads::reset_registry(dmtcp_arch::sys::gettid());
     crate::thread_timers::after_fork_child();
