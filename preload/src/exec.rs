@@ -16,6 +16,7 @@
 //!
 //! Runs on the application's threads: no allocation, no locks (a vfork child shares the heap).
 
+use crate::pid_wrappers::next;
 use crate::wrappers::real;
 use core::sync::atomic::{AtomicU32, AtomicUsize, Ordering::Relaxed};
 use libc::{c_char, c_int};
@@ -76,14 +77,6 @@ fn wait_for_coordinator_messages() {
         }
         dmtcp_arch::sys::nanosleep_us(1000);
     }
-}
-
-/// glibc's function in `slot` as type `F`, or None (ENOSYS for the caller).
-fn next<F: Copy>(slot: &AtomicUsize, name: &core::ffi::CStr) -> Option<F> {
-    let f = real(slot, name);
-    // SAFETY: F is the function pointer type of this symbol's C declaration (each caller names
-    // the symbol and its type together).
-    (f != 0).then(|| unsafe { core::mem::transmute_copy::<usize, F>(&f) })
 }
 
 fn enosys() -> c_int {

@@ -34,7 +34,7 @@ next_definitions! {
 }
 
 /// glibc's definition of the function in `slot`, as type `F` (a function pointer).
-fn next<F: Copy>(slot: &AtomicUsize, name: &core::ffi::CStr) -> Option<F> {
+pub(crate) fn next<F: Copy>(slot: &AtomicUsize, name: &core::ffi::CStr) -> Option<F> {
     let f = real(slot, name);
     // SAFETY: F is the function pointer type of this symbol's C declaration (each caller below
     // names the symbol it wraps and its type together).
