@@ -188,3 +188,19 @@ fn exec_waits_for_a_checkpoint_under_way() {
     assert_eq!(again.wait_code(), 0, "the restart\n--- stderr ---\n{}", again.err());
     assert_eq!(again.out(), "after exec\n");
 }
+
+/// exit while a checkpoint is under way waits it out too: the process is in the image, ends with
+/// its code after the checkpoint, and again after a restart.
+#[test]
+fn exit_waits_out_a_checkpoint_under_way() {
+    let t = TempDir::new("exitheld");
+    let prog = fixture_against_header("execheld", "execheld", &[]);
+    let coord = Coord::start();
+    let mut run = launch(&t.path, &LaunchOpts { port: Some(coord.port), ..Default::default() }, &prog, &["exit"]);
+    run.wait_lines(1);
+    coord.checkpoint();
+    assert_eq!(run.wait_code(), 3, "the launched run\n--- stderr ---\n{}", run.err());
+    let img = image(&t.path, "execheld");
+    let mut again = restart(&t.path, Some(coord.port), &[], &img, "restart");
+    assert_eq!(again.wait_code(), 3, "the restart\n--- stderr ---\n{}", again.err());
+}

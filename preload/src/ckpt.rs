@@ -214,6 +214,9 @@ pub fn start() {
 /// the socket, takes a unique pid of its own and joins the computation as a new process, so that
 /// it is checkpointed together with its parent (DMTCP follows fork the same way).
 pub fn after_fork_child() {
+    // No checkpoint is under way in the child, and its only thread is the forking one.
+    PENDING.store(false, SeqCst);
+    INSIDE.store(u32::from(window_depth() > 0), SeqCst);
     if crate::pids::renumbered() && crate::pids::taken_by_another(dmtcp_arch::sys::getpid()) {
         // The program knows this pid as another process's: the fork wrapper makes another child.
         dmtcp_arch::sys::exit_group(0);
@@ -371,8 +374,10 @@ fn checkpoint_round(stream: &mut TcpStream, generation: u64, ckpt_dir: Option<St
     // suspended thread may hold (docs/plugins.md).
     plugin::deliver(plugin::EVENT_RESUME, 0);
     crate::tcp_drain::refill();
-    threads::resume_all();
+    // The gate first: a thread that forks as soon as it runs must not hand a closed gate to its
+    // child (whose exec would then wait for a checkpoint that is not coming).
     open_gate();
+    threads::resume_all();
     notify_waiters();
     plugin::deliver(plugin::EVENT_RUNNING, 0);
 }
@@ -440,8 +445,8 @@ fn after_restart(stream: &mut TcpStream) {
     plugin::deliver(plugin::EVENT_RESTART, 1);
     // The threads still block every signal: timers may fire and signals wait until they run.
     crate::timers::restore();
-    threads::release_restored();
     open_gate();
+    threads::release_restored();
     notify_waiters();
     plugin::deliver(plugin::EVENT_RUNNING, 1);
 }

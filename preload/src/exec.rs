@@ -10,6 +10,9 @@
 //! this process image recorded. Before it waits, it lets the checkpoint thread read any message
 //! the coordinator sent (a checkpoint request on its way would otherwise be missed).
 //!
+//! exit(3) waits out a checkpoint under way the same way (an atexit handler), without holding
+//! checkpoints off while the process ends.
+//!
 //! glibc's execl, execlp and execle are variadic (not definable in stable Rust) and reach the
 //! kernel through glibc's internal execve: they are not held. posix_spawn needs no hold (the
 //! caller stays).
@@ -45,6 +48,19 @@ pub fn resolve() {
 }
 
 type Argv = *const *const c_char;
+
+/// exit(3) (an atexit handler): a process that ends while a checkpoint is under way waits it out
+/// first, so that it is in the image as it was and ends after (its parent, restarted, sees it
+/// end). It does not hold checkpoints off while it ends: flushing its output may wait for a
+/// reader that a new checkpoint stops.
+pub extern "C" fn wait_out_checkpoint() {
+    if OWNER_PID.load(Relaxed) != dmtcp_arch::sys::getpid() || crate::ckpt::on_ckpt_thread() {
+        return;
+    }
+    wait_for_coordinator_messages();
+    crate::ckpt::enter_window();
+    crate::ckpt::leave_window();
+}
 
 /// Run `exec` held against a checkpoint (see the module comment); returns what it returned
 /// (it only returns on failure).

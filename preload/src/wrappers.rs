@@ -43,6 +43,8 @@ pub fn resolve_all() {
     crate::thread_timers::resolve();
     crate::exec::resolve();
     crate::exec::note_owner();
+    // SAFETY: registering a plain extern "C" function to run at exit.
+    unsafe { libc::atexit(crate::exec::wait_out_checkpoint) };
     // SAFETY: registering handlers that only touch our allocator lock and atomics.
     unsafe { libc::pthread_atfork(Some(before_fork), Some(after_fork_parent), Some(after_fork_child)) };
     let mut key: libc::pthread_key_t = 0;
